@@ -1,0 +1,1 @@
+"""Spark stage: session factory, analytics and the preprocessing pipeline."""
