@@ -1,0 +1,123 @@
+"""TCP: one direction's byte stream, reassembled, cut into MQTT messages.
+
+Per direction we keep the next expected sequence number, the bytes of an
+unfinished message, and segments that arrived ahead of a gap. In-order data
+is cut into messages at once; a retransmission of bytes already seen adds
+nothing; data that overlaps adds only its new bytes; out-of-order segments wait
+for the gap to fill. Everything is bounded: a gap that never fills, or a
+message longer than ``max_message`` bytes, is given up with a malformed
+message rather than buffering without end.
+"""
+
+from __future__ import annotations
+
+from mqttids.capture.mqtt import read_varint
+
+MAX_MESSAGE = 16 << 20  # bytes; MQTT allows 256 MiB, no broker we know accepts that
+MAX_PENDING_SEGMENTS = 64
+
+# One cut message: (bytes, fixed-header length, remaining length, whole)
+# `whole` is False for a message given up unfinished (malformed).
+Cut = tuple[bytes, int, int, bool]
+
+
+def cut_messages(buf: bytes, max_message: int = MAX_MESSAGE) -> tuple[list[Cut], bytes]:
+    """Cut ``buf`` into whole MQTT messages; returns them and the unfinished rest."""
+    out: list[Cut] = []
+    pos = 0
+    n = len(buf)
+    while n - pos >= 2:
+        length, used = read_varint(buf, pos + 1, n)
+        if used == 0:
+            if n - pos - 1 >= 10:  # ten continuation bytes: no length can follow
+                out.append((buf[pos:], 1, 0, False))
+                return out, b""
+            break
+        total = 1 + used + length
+        if total > max_message:
+            out.append((buf[pos:pos + 1 + used], 1 + used, length, False))
+            return out, b""
+        if n - pos < total:
+            break
+        out.append((buf[pos:pos + total], 1 + used, length, True))
+        pos += total
+    return out, (buf[pos:] if pos else buf)
+
+
+class Direction:
+    """Reassembly state of one direction of a TCP connection."""
+
+    __slots__ = ("next_seq", "pending", "ahead", "seen")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.seen: int | None = None  # highest sequence number seen, data or not
+        self.pending = b""
+        self.ahead: dict[int, bytes] = {}
+
+    def syn(self, seq: int) -> None:
+        self.next_seq = self.seen = (seq + 1) & 0xFFFFFFFF
+        self.pending = b""
+        self.ahead.clear()
+
+    def note(self, end: int) -> None:
+        """Record that the sender has reached sequence number ``end``."""
+        seen = self.seen
+        if seen is None or (end - seen) & 0xFFFFFFFF < 0x80000000:
+            self.seen = end
+
+    def is_retransmission(self, seq: int, size: int) -> bool:
+        """True for data that ends at or below what the sender already reached.
+
+        That includes data the capture never showed the first time (the sender's
+        later segments had moved past it): Wireshark calls it a retransmission
+        and does not decode it, and rows must agree with Wireshark. Data that
+        fills a gap before segments waiting in ``ahead`` is out of order, not a
+        retransmission.
+        """
+        seen = self.seen
+        return (seen is not None and not self.ahead
+                and (seen - (seq + size)) & 0xFFFFFFFF < 0x80000000)
+
+    def push(self, seq: int, data: bytes, max_message: int = MAX_MESSAGE) -> list[Cut]:
+        """Add one segment's payload; returns the messages it completes."""
+        nxt = self.next_seq
+        if nxt is None:
+            nxt = seq
+        elif seq != nxt:
+            if (seq - nxt) & 0xFFFFFFFF < 0x80000000:  # ahead of a gap
+                if len(self.ahead) < MAX_PENDING_SEGMENTS:
+                    if len(data) > len(self.ahead.get(seq, b"")):
+                        self.ahead[seq] = data
+                    return []
+                # The gap never filled: drop what waited on it and go on from here.
+                self.pending = b""
+                self.ahead.clear()
+                nxt = seq
+            else:
+                behind = (nxt - seq) & 0xFFFFFFFF
+                if behind >= len(data):
+                    return []  # a retransmission of bytes already seen
+                data = data[behind:]
+        nxt = (nxt + len(data)) & 0xFFFFFFFF
+        buf = self.pending + data if self.pending else data
+        if self.ahead:
+            buf, nxt = self._fill(buf, nxt)
+        self.next_seq = nxt
+        cuts, self.pending = cut_messages(buf, max_message)
+        return cuts
+
+    def _fill(self, buf: bytes, nxt: int) -> tuple[bytes, int]:
+        """Append waiting segments that the new data made contiguous."""
+        progress = True
+        while progress and self.ahead:
+            progress = False
+            for seq in list(self.ahead):
+                behind = (nxt - seq) & 0xFFFFFFFF
+                if behind < 0x80000000:
+                    data = self.ahead.pop(seq)
+                    if behind < len(data):
+                        buf += data[behind:]
+                        nxt = (nxt + len(data) - behind) & 0xFFFFFFFF
+                    progress = True
+        return buf, nxt
