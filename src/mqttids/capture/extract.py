@@ -62,17 +62,28 @@ def rows_to_batch(rows: list[tuple]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
-def _open(source) -> tuple[BinaryIO, str, bool]:
+def check_sources(sources: Iterable) -> None:
+    """Refuse missing files and folders before any work starts."""
+    for source in sources:
+        if hasattr(source, "read") or str(source) == "-":
+            continue
+        path = Path(source)
+        if not path.exists():
+            raise InputNotFoundError(f"capture {str(path)!r} does not exist: check the path")
+        if path.is_dir():
+            raise CaptureError(f"{str(path)!r} is a folder: give the capture files in it")
+
+
+def _open(source) -> tuple[BinaryIO, str, str, bool]:
+    """(stream, name for the source column, name for messages, whether we own it)."""
     if hasattr(source, "read"):
-        return source, getattr(source, "name", "-"), False
+        name = str(getattr(source, "name", "-"))
+        return source, Path(name).name, name, False
     if str(source) == "-":
-        return sys.stdin.buffer, "-", False
+        return sys.stdin.buffer, "-", "stdin", False
+    check_sources([source])
     path = Path(source)
-    if not path.exists():
-        raise InputNotFoundError(f"capture {str(path)!r} does not exist: check the path")
-    if path.is_dir():
-        raise CaptureError(f"{str(path)!r} is a folder: give the capture files in it")
-    return open(path, "rb", buffering=0), path.name, True
+    return open(path, "rb", buffering=0), path.name, str(path), True
 
 
 def iter_row_batches(source, *, ports: Iterable[int] = (1883,), per_message: bool = False,
@@ -87,14 +98,14 @@ def iter_row_batches(source, *, ports: Iterable[int] = (1883,), per_message: boo
     ports = check_ports(ports)
     label = check_label(label)
     stats = stats if stats is not None else ExtractStats()
-    stream, name, owned = _open(source)
+    stream, name, shown, owned = _open(source)
     decoder = FrameDecoder(ports, per_message=per_message, source=name, label=label)
     started = time.perf_counter()
     rows: list[tuple] = []
     decode = decoder.decode
     extend = rows.extend
     try:
-        for frame_no, ts_ns, linktype, data in read_frames(stream, name, stats.warnings):
+        for frame_no, ts_ns, linktype, data in read_frames(stream, shown, stats.warnings):
             out = decode(frame_no, ts_ns, linktype, data)
             if out:
                 extend(out)
