@@ -187,7 +187,7 @@ def _connect(data, pos, end, length, b0, msg):
     v[PROTO_LEN] = n
     pos += 2
     _need(pos, n, end)
-    v[PROTONAME] = _text(data[pos:pos + n]) or None
+    v[PROTONAME] = _text(data[pos:pos + n])
     pos += n
     version = _u8(data, pos, end)
     msg.version = version
@@ -226,7 +226,7 @@ def _connect(data, pos, end, length, b0, msg):
         v[WILLMSG_LEN] = n
         pos += 2
         _need(pos, n, end)
-        v[WILLMSG] = data[pos:pos + n].hex() or None
+        v[WILLMSG] = data[pos:pos + n].hex()
         pos += n
     if flags & 0x80 and pos < end:
         n = _u16(data, pos, end)
@@ -269,7 +269,7 @@ def _publish(data, pos, end, length, b0, msg):
         pos += 2
     if msg.version == V5:
         pos += _properties(data, pos, end)
-    v[MSG] = data[pos:end].hex() or None
+    v[MSG] = data[pos:end].hex()
 
 
 def _subscribe(data, pos, end, length, b0, msg):

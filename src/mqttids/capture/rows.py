@@ -160,11 +160,9 @@ class FrameDecoder:
         if tcp_len == 0:
             direction.note((seq + (flags & 1)) & 0xFFFFFFFF)
             return []
-        if direction.is_retransmission(seq, tcp_len):
-            return []
-        direction.note((seq + tcp_len + (flags & 1)) & 0xFFFFFFFF)
-        payload = data[t + doff:end]
-        cuts = direction.push(seq, payload, self.max_message)
+        cuts = direction.segment(seq, data[t + doff:end], self.max_message)
+        if flags & 1:
+            direction.note((seq + tcp_len + 1) & 0xFFFFFFFF)
         if not cuts:
             return []
         return self._rows(conn, side, cuts, frame_no, ts_ns, (flags, delta, tcp_len))

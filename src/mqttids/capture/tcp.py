@@ -15,6 +15,8 @@ from mqttids.capture.mqtt import read_varint
 
 MAX_MESSAGE = 16 << 20  # bytes; MQTT allows 256 MiB, no broker we know accepts that
 MAX_PENDING_SEGMENTS = 64
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
 
 # One cut message: (bytes, fixed-header length, remaining length, whole)
 # `whole` is False for a message given up unfinished (malformed).
@@ -66,18 +68,33 @@ class Direction:
         if seen is None or (end - seen) & 0xFFFFFFFF < 0x80000000:
             self.seen = end
 
-    def is_retransmission(self, seq: int, size: int) -> bool:
-        """True for data that ends at or below what the sender already reached.
+    def segment(self, seq: int, data: bytes, max_message: int = MAX_MESSAGE) -> list[Cut]:
+        """Take one data segment; returns the messages it completes.
 
-        That includes data the capture never showed the first time (the sender's
-        later segments had moved past it): Wireshark calls it a retransmission
-        and does not decode it, and rows must agree with Wireshark. Data that
-        fills a gap before segments waiting in ``ahead`` is out of order, not a
-        retransmission.
+        Data that ends at or below what the sender already reached is a
+        retransmission and adds nothing, even when the capture never showed
+        the first copy (a later segment or ACK had moved past it): Wireshark
+        does not decode it either, and rows must agree with Wireshark. The
+        bytes the capture missed are then given up, and so is a gap that an
+        earlier segment already announced as sent. A gap before data that
+        nothing announced is out-of-order arrival: the data waits in
+        ``ahead`` for the gap to fill.
         """
+        size = len(data)
         seen = self.seen
-        return (seen is not None and not self.ahead
-                and (seen - (seq + size)) & 0xFFFFFFFF < 0x80000000)
+        nxt = self.next_seq
+        if seen is not None and not self.ahead and (seen - seq - size) & _MASK < _HALF:
+            if nxt is not None and nxt != seen and (seen - nxt) & _MASK < _HALF:
+                self.next_seq = seen  # the capture lost these bytes
+                self.pending = b""
+            return []
+        if (nxt is not None and seen is not None and seq != nxt
+                and (seq - nxt) & _MASK < _HALF and (seen - seq) & _MASK < _HALF):
+            self.next_seq = seq  # a gap the sender had already passed: lost, not late
+            self.pending = b""
+            self.ahead.clear()
+        self.note((seq + size) & _MASK)
+        return self.push(seq, data, max_message)
 
     def push(self, seq: int, data: bytes, max_message: int = MAX_MESSAGE) -> list[Cut]:
         """Add one segment's payload; returns the messages it completes."""
