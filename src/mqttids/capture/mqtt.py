@@ -53,6 +53,7 @@ N_FIELDS = len(MQTT_FIELDS)
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = range(8, 16)
 V31, V311, V5 = 3, 4, 5
+_INT64 = 1 << 63
 
 # v5 property identifiers by the size of their value (Wireshark's grouping).
 _PROP_ONE = frozenset((0x01, 0x17, 0x19, 0x25, 0x28, 0x29, 0x2A, 0x24))
@@ -118,7 +119,7 @@ def decode_message(pdu: bytes, hdr_len: int, length: int, version: int) -> Messa
         v[QOS] = (b0 >> 1) & 3
         if mtype == PUBLISH:
             v[RETAIN] = b0 & 1
-    v[LEN] = length
+    v[LEN] = length if length < _INT64 else _INT64 - 1  # a 10-byte length can pass int64
     msg = Message(v, mtype, False, None, version)
     try:
         _BODY[mtype](pdu, hdr_len, len(pdu), length, b0, msg)

@@ -42,6 +42,7 @@ SUPPORTED_LINKTYPES = frozenset(
 _VLAN = frozenset((0x8100, 0x88A8, 0x9100))
 _BSD_AF_INET6 = frozenset((24, 28, 30))
 _IPV6_EXT = frozenset((0, 43, 60))
+_MAX_TS_NS = 1 << 62
 
 
 def ip_offset(linktype: int, data: bytes) -> int:
@@ -205,7 +206,8 @@ class FrameDecoder:
         self.mqtt_messages += len(messages)
         src, dst, sport, dport = conn.ends[side]
         to_broker = 1 if dport in self.ports else 0
-        ts_us = ts_ns // 1000
+        # A corrupt pcapng time stamp can pass what Arrow's int64 microseconds hold.
+        ts_us = ts_ns // 1000 if ts_ns < _MAX_TS_NS else None
         count = len(messages)
         prov = (self.label, None, self.source, frame_no)
         if self.per_message:
