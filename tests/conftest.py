@@ -82,3 +82,37 @@ def broker_programs() -> dict[str, str]:
         pytest.skip(f"missing broker programs {missing} (apt-get install mosquitto "
                     "mosquitto-clients)")
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mosquitto_broker(broker_programs, tmp_path_factory):
+    """A Mosquitto of our own on a free loopback port: (host, port); stopped at the end."""
+    import subprocess
+    import time
+
+    folder = tmp_path_factory.mktemp("mosquitto")
+    folder.chmod(0o777)
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    # Run as root, mosquitto drops to its own user, which cannot enter pytest's
+    # private temporary folders: it gets no files to write, and logs nowhere.
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "log_dest none\n")
+    conf.chmod(0o644)
+    proc = subprocess.Popen([broker_programs["mosquitto"], "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not _port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"mosquitto did not start on port {port} with {conf}")
+        time.sleep(0.05)
+    yield "127.0.0.1", port
+    proc.terminate()
+    proc.wait(timeout=10)
