@@ -22,26 +22,46 @@ COMMANDS = ("extract", "analyze")
 log = logging.getLogger("mqttids")
 
 
+def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
+    parser.add_argument("--warehouse", metavar="URL", default=default,
+                        help="parquet:PATH (default parquet:./mqttids-data/warehouse) or "
+                             "postgresql://...; also MQTTIDS_WAREHOUSE")
+    parser.add_argument("--spark-master", metavar="URL", default=default,
+                        help="Spark master (default local[*]); also MQTTIDS_SPARK_MASTER")
+    parser.add_argument("--quiet", action="store_true", default=default or False,
+                        help="no progress bars")
+    parser.add_argument("--log-level", metavar="LEVEL", default=default,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info",
+                                 "warning", "error"],
+                        help="diagnostics on stderr (default WARNING)")
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    """Every parser that ends a command line (commands and their subcommands)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+        return
+    for action in subs:
+        for child in action.choices.values():
+            yield from _leaf_parsers(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqttids",
         description="MQTT intrusion detection: captures to features, warehouse, "
                     "Spark analytics, models and live alerts.")
     parser.add_argument("--version", action="version", version=f"mqttids {__version__}")
-    parser.add_argument("--warehouse", metavar="URL",
-                        help="parquet:PATH (default parquet:./mqttids-data/warehouse) or "
-                             "postgresql://...; also MQTTIDS_WAREHOUSE")
-    parser.add_argument("--spark-master", metavar="URL",
-                        help="Spark master (default local[*]); also MQTTIDS_SPARK_MASTER")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--log-level", metavar="LEVEL",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info",
-                                 "warning", "error"],
-                        help="diagnostics on stderr (default WARNING)")
+    _global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"mqttids.cli.{name}").register(sub)
+    # The global options also work after the command (`mqttids extract ... --quiet`);
+    # SUPPRESS keeps a value given before the command when none is given after.
+    for leaf in _leaf_parsers(parser):
+        _global_options(leaf, default=argparse.SUPPRESS)
     return parser
 
 

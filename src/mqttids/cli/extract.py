@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import sys
@@ -24,8 +23,7 @@ def register(sub) -> None:
         description="Decode pcap/pcapng captures into one row per packet that carries MQTT "
                     "(its first occurrence of each field, as tshark -E occurrence=f), or one "
                     "row per MQTT message with --per-message. Columns: the 33 MQTTset "
-                    "fields, the label, provenance and ctx. context columns.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "fields, the label, provenance and ctx. context columns.")
     p.add_argument("pcap", nargs="+", metavar="PCAP", help="capture files, or - for stdin")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file; .csv or .parquet picks the format")
