@@ -30,6 +30,8 @@ PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d": (">", 1),
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+# Bytes of body that a block needs for the fixed fields read from it.
+_MIN_BODY = {6: 16, 2: 16, 3: 4, 1: 2}
 
 Frame = tuple[int, int, int, bytes]
 
@@ -194,6 +196,11 @@ def _pcapng_frames(stream, name, magic, warnings) -> Iterator[Frame]:
         data, pos = buf.data, buf.pos
         body = data[pos + 8:pos + blen - 4]
         buf.pos = pos + blen
+        if len(body) < _MIN_BODY.get(btype, 0) and (btype != 3 or ifaces):
+            _warn(warnings, name, f"block at byte {pos} of type {btype} is {blen} bytes, too "
+                                  "short for its fields; the capture is corrupt from there, "
+                                  "stopped")
+            return
         if btype == 6:  # enhanced packet block
             iface_id, ts_hi, ts_lo, caplen = struct.unpack_from(endian + "IIII", body, 0)
             if iface_id >= len(ifaces) or 20 + caplen > len(body):
