@@ -16,6 +16,7 @@ from mqttids.detect import (DEFAULT_BATCH_ROWS, DEFAULT_IDLE_S, DEFAULT_MAX_CONN
                             DEFAULT_WINDOW_S, Detector, JsonLinesSink, OpenSource,
                             WarehouseSink, load_scorer, parse_source)
 from mqttids.errors import UsageError
+from mqttids.report.dashboard import Dashboard, parse_bind
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ def register(sub) -> None:
                                      f"seen go first (default {DEFAULT_MAX_CONNECTIONS})")
     p.add_argument("--json", action="store_true",
                    help='print {"packets", "alerts", "seconds"} on stdout at the end')
+    p.add_argument("--dashboard", metavar="[HOST:]PORT",
+                   help="serve a live page of alerts and traffic per class (host 127.0.0.1 "
+                        "unless given; stops when detect stops)")
     p.set_defaults(run=run)
 
 
@@ -69,8 +73,9 @@ def run(args, settings) -> int:
     check_options(args)
     ports = check_ports(dict.fromkeys([DEFAULT_MQTT_PORT] + args.port))
     spec = parse_source(args.source)
+    bind = parse_bind(args.dashboard) if args.dashboard else None
     scorer = load_scorer(args.model)
-    sinks = []
+    sinks, listeners = [], []
     with contextlib.ExitStack() as stack:
         if args.alerts:
             sinks.append(JsonLinesSink.to_file(args.alerts))
@@ -83,9 +88,14 @@ def run(args, settings) -> int:
             sinks.append(WarehouseSink(warehouse, args.model))
         for sink in sinks:
             stack.callback(sink.close)
+        if bind is not None:
+            board = stack.enter_context(Dashboard(*bind))
+            sinks.append(board.on_alerts)
+            listeners.append(board.on_batch)
+            sys.stderr.write(f"dashboard: {board.url}\n")
         detector = Detector(scorer, ports=ports, window_s=args.window, batch_rows=args.batch,
                             idle_s=args.idle, max_connections=args.max_connections,
-                            source=spec.name, on_alerts=sinks)
+                            source=spec.name, on_alerts=sinks, on_batch=listeners)
         source = stack.enter_context(OpenSource(spec, ports))
         stats = _run_until_stopped(detector, source)
     if args.json:
