@@ -190,10 +190,10 @@ class MqttsetCsvReader:
     """Rows of one MQTTset CSV stream, as :class:`RowChunk` objects."""
 
     def __init__(self, stream: BinaryIO, ctx: SourceContext, source: str,
-                 block_bytes: int = BLOCK_BYTES):
+                 block_bytes: int | None = None):
         self._stream = stream
         self._ctx = ctx
-        self._block_bytes = block_bytes
+        self._block_bytes = block_bytes or BLOCK_BYTES
         self.header, self._header_bytes = read_header(stream, source)
         self.names = output_names(set(self.header.names))
         self._typed = {n: schema.BY_NAME[n].arrow_type for n in self.header.names

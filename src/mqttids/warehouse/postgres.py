@@ -97,6 +97,8 @@ class PostgresWarehouse(Warehouse):
         return conn
 
     def _scrub(self, text: str) -> str:
+        """A server or driver message as one line, without any password in it."""
+        text = " ".join(text.split())
         secrets = []
         try:
             secrets.append(_psycopg().conninfo.conninfo_to_dict(self._url).get("password"))
