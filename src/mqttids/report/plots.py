@@ -207,6 +207,7 @@ def cv_scores(points: dict[str, list[tuple[object, float, float | None, bool]]],
 def alerts_over_time(times: Sequence[datetime], labels: Sequence[str]) -> str:
     """Alerts per time bin, stacked by class; the bin width adapts to the time span."""
     import matplotlib.dates as mdates
+    from matplotlib.ticker import MaxNLocator
 
     start, end = min(times), max(times)
     span = max((end - start).total_seconds(), 1.0)
@@ -216,17 +217,18 @@ def alerts_over_time(times: Sequence[datetime], labels: Sequence[str]) -> str:
     counts = {c: [0] * n_bins for c in classes}
     for t, label in zip(times, labels):
         counts[label][int((t - start).total_seconds() // width)] += 1
-    edges = [mdates.date2num(start) + i * width / 86400 for i in range(n_bins)]
+    edges = [mdates.date2num(start) + i * width / 86400 for i in range(n_bins + 1)]
     with _rc():
         fig = _figure(8.0, 3.2)
         ax = fig.add_subplot()
         bottom = [0] * n_bins
         for c in classes:
-            ax.bar(edges, counts[c], width=width / 86400, bottom=bottom, align="edge",
-                   label=c, color=label_color(c))
-            bottom = [b + v for b, v in zip(bottom, counts[c])]
+            top = [b + v for b, v in zip(bottom, counts[c])]
+            ax.stairs(top, edges, baseline=bottom, fill=True, label=c, color=label_color(c))
+            bottom = top
         ax.xaxis_date()
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"alerts per {_bin_text(width)}")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="class")
         return _png(fig)
