@@ -17,7 +17,7 @@ from mqttids import __version__
 from mqttids.config import settings_from
 from mqttids.errors import MqttidsError
 
-COMMANDS = ("extract", "analyze", "ingest", "detect", "report")
+COMMANDS = ("extract", "analyze", "ingest", "detect", "report", "lab")
 
 log = logging.getLogger("mqttids")
 

@@ -48,7 +48,7 @@ def _open_session(sim: Sim, conn: Conn, packet: bytes, rtt: float,
     yield jitter(rng, 0.0004)
     conn.c.send(packet)
     yield jitter(rng, 150e-6, 0.6)
-    conn.s.send(reply if reply is not None else mq.connack())
+    conn.s.send(reply if reply is not None else home.connack_accepted(mq.V311))
     yield jitter(rng, rtt)
     conn.c.ack()
 
@@ -60,12 +60,13 @@ def _open_session(sim: Sim, conn: Conn, packet: bytes, rtt: float,
 _MALARIA_BATCH = (1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6, 8, 12, 40)
 
 
-def _malaria_client(sim: Sim, net: Net, host: Host, cid: str, count: int, qos: int,
-                    payloads: list[bytes], done: list[int]) -> Iterator[float]:
-    rng = sim.rng
-    conn = net.open(host)
-    rtt = jitter(rng, 0.0006)
-    yield from _open_session(sim, conn, mq.connect(cid, keepalive=60), rtt)
+def malaria_segments(rng: random.Random, cid: str, count: int, qos: int,
+                     payloads: list[bytes]) -> Iterator[tuple[bytes, list[int]]]:
+    """The PUBLISH batches of one MQTT-Malaria client: (bytes of one segment, packet ids).
+
+    Shared by the synthetic actor and the live driver, so both send the same
+    topics, sizes and batching.
+    """
     prefix = f"mqtt-malaria/{cid}/data/".encode()
     suffix = f"/{count}".encode()
     size = len(payloads[0])
@@ -89,7 +90,28 @@ def _malaria_client(sim: Sim, net: Net, host: Host, cid: str, count: int, qos: i
                 ids.append(mid)
                 parts.append(pack(mid))
             parts.append(payloads[n % pool])
-        conn.c.send(b"".join(parts))
+        yield b"".join(parts), ids
+
+
+def malaria_wave(rng: random.Random) -> tuple[int, int, int, list[bytes]]:
+    """One Malaria run's settings: clients, messages each, QoS, payloads."""
+    clients = rng.randint(8, 40)
+    count = rng.choice((500, 1000, 5000, 10000))
+    qos = 1 if rng.random() < 0.75 else 0
+    size = rng.choice((32, 100, 100, 256, 512))
+    payloads = [bytes(rng.choice(b"0123456789abcdefABCDEF") for _ in range(size))
+                for _ in range(16)]
+    return clients, count, qos, payloads
+
+
+def _malaria_client(sim: Sim, net: Net, host: Host, cid: str, count: int, qos: int,
+                    payloads: list[bytes], done: list[int]) -> Iterator[float]:
+    rng = sim.rng
+    conn = net.open(host)
+    rtt = jitter(rng, 0.0006)
+    yield from _open_session(sim, conn, mq.connect(cid, keepalive=60), rtt)
+    for data, ids in malaria_segments(rng, cid, count, qos, payloads):
+        conn.c.send(data)
         if qos:
             yield jitter(rng, 200e-6, 0.7)
             conn.s.send(struct.pack(f">{len(ids)}I", *[0x40020000 | i for i in ids]))
@@ -113,12 +135,7 @@ def dos(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
     yield rng.uniform(0.0, 1.0) * scale
     while True:
         wave += 1
-        clients = rng.randint(8, 40)
-        count = rng.choice((500, 1000, 5000, 10000))
-        qos = 1 if rng.random() < 0.75 else 0
-        size = rng.choice((32, 100, 100, 256, 512))
-        payloads = [bytes(rng.choice(b"0123456789abcdefABCDEF") for _ in range(size))
-                    for _ in range(16)]
+        clients, count, qos, payloads = malaria_wave(rng)
         done = [0]
         pid = rng.randint(1000, 65000)
         for i in range(clients):
@@ -134,9 +151,10 @@ def dos(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
 # -- flood ------------------------------------------------------------------------
 
 
-def _flood_burst(rng: random.Random, version: int, templates: tpl.PublishTemplates) -> bytes:
-    """One burst: many small QoS 0 messages, or a few very large ones."""
-    if rng.random() < 0.7:
+def flood_burst(rng: random.Random, version: int, templates: tpl.PublishTemplates,
+                small: bool = False) -> bytes:
+    """One burst: many small QoS 0 messages (always when ``small``), or a few very large ones."""
+    if small or rng.random() < 0.7:
         topic = rng.choice(("home/kitchen/door", "home/livingroom/temperature", "flood",
                             "home/kitchen/fan/set"))
         payload = bytes(rng.choice(b"0123456789") for _ in range(rng.randint(1, 48)))
@@ -158,10 +176,10 @@ def _flood_client(sim: Sim, net: Net, scale: float) -> Iterator[float]:
         rtt = jitter(rng, 0.0005)
         cid = f"flooder-{rng.getrandbits(32):08x}"
         yield from _open_session(sim, conn, mq.connect(cid, version=version, keepalive=60), rtt,
-                                 mq.connack(version=version))
-        for _ in range(rng.randint(3, 30)):
+                                 home.connack_accepted(version))
+        for burst in range(rng.randint(3, 30)):
             yield rng.uniform(0.2, 3.0) * scale
-            data = _flood_burst(rng, version, templates)
+            data = flood_burst(rng, version, templates, small=burst == 0)
             segments = 0
             for start in range(0, len(data), MSS):
                 chunk = data[start:start + MSS]
@@ -205,7 +223,7 @@ def _slowite_conn(sim: Sim, net: Net, host: Host, cid: str, version: int,
     yield jitter(rng, 10e-6)
     conn.s.ack()
     yield jitter(rng, 70e-6)
-    conn.s.send(mq.connack(version=version))
+    conn.s.send(home.connack_accepted(version))
     yield jitter(rng, 0.0004)
     conn.c.ack()
     yield max(0.0, wave_end[0] - sim.now) + rng.uniform(0.0, 0.05)
@@ -215,24 +233,33 @@ def _slowite_conn(sim: Sim, net: Net, host: Host, cid: str, version: int,
     yield from close_by_client(conn, rtt, rng)
 
 
+def slowite_wave(rng: random.Random) -> tuple[int, int, float]:
+    """One SlowITe run: connections to open, MQTT version, seconds to hold them."""
+    count = rng.randint(200, 1024)
+    version = mq.V5 if rng.random() < 0.2 else mq.V311
+    hold = rng.uniform(30.0, 600.0)
+    return count, version, hold
+
+
+def slowite_client_id(index: int) -> str:
+    """SlowITe's client ids, as in MQTTset: ``slowiteslowiteslo<n>``."""
+    return f"{('slowite' * 3)[:17]}{index}"
+
+
 def slowite(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
     """Waves of slow connections, each held until the attacker gives up."""
     rng = sim.rng
     host = _attacker("slowite")
     yield rng.uniform(0.0, 1.0) * scale
     while True:
-        count = rng.randint(200, 1024)
-        version = mq.V5 if rng.random() < 0.2 else mq.V311
-        hold = rng.uniform(30.0, 600.0) * scale
-        base = "slowite" * 3
+        count, version, hold = slowite_wave(rng)
         wave_end = [float("inf")]
         for i in range(count):
-            cid = f"{base[:17]}{i}"
-            sim.spawn(_slowite_conn(sim, net, host, cid, version, wave_end),
+            sim.spawn(_slowite_conn(sim, net, host, slowite_client_id(i), version, wave_end),
                       i * jitter(rng, 0.0003) * scale)
         yield count * 0.0003 * scale + 0.1
-        wave_end[0] = sim.now + hold
-        yield hold + 1.0
+        wave_end[0] = sim.now + hold * scale
+        yield hold * scale + 1.0
         yield rng.uniform(5.0, 120.0) * scale
 
 
@@ -248,34 +275,44 @@ def _malformed_attempt(sim: Sim, net: Net, host: Host) -> Iterator[float]:
     if case.connect_first:
         cid = f"fuzz-{rng.getrandbits(24):06x}"
         yield from _open_session(sim, conn, mq.connect(cid, version=v, keepalive=60), rtt,
-                                 mq.connack(version=v))
+                                 home.connack_accepted(v))
         if rng.random() < 0.3:
-            yield jitter(rng, 0.002)
-            conn.c.send(mq.subscribe(1, (("home/#", 0),), version=v))
-            yield jitter(rng, 150e-6)
-            conn.s.send(mq.suback(1, (0,), version=v))
+            yield from _subscribe_everything(sim, conn, v, rtt)
         yield jitter(rng, 0.001)
     else:
         yield from handshake(conn, rtt, rng)
         yield jitter(rng, 0.0004)
     conn.c.send(case.data)
     yield jitter(rng, 150e-6, 0.6)
-    if case.verdict == "accept":
-        conn.s.ack()
-        yield jitter(rng, 0.002)
-        conn.c.send(mq.disconnect(version=v))
-        conn.up = False
-        yield jitter(rng, 100e-6)
-        yield from close_by_client(conn, rtt, rng)
-        return
-    if case.verdict == "refuse":
-        code = 0x84 if v == mq.V5 else 0x01
-        conn.s.send(mq.connack(code, version=v))
-    elif v == mq.V5 and case.connect_first:
-        conn.s.send(mq.disconnect(version=v, reason=case.reason))
+    if case.answer:
+        conn.s.send(case.answer)
+        yield jitter(rng, 30e-6)
     conn.up = False
-    yield jitter(rng, 30e-6)
-    yield from close_by_broker(conn, rtt, rng)
+    if case.resets:
+        conn.s.rst()
+        return
+    if case.closes:
+        yield from close_by_broker(conn, rtt, rng)
+        return
+    conn.s.ack()
+    yield jitter(rng, 0.05, 0.1)
+    conn.c.send(mq.disconnect(version=v))
+    yield jitter(rng, 100e-6)
+    yield from close_by_client(conn, rtt, rng)
+
+
+def _subscribe_everything(sim: Sim, conn: Conn, version: int, rtt: float) -> Iterator[float]:
+    """SUBSCRIBE home/#: the broker answers with SUBACK and the home's retained messages."""
+    rng = sim.rng
+    yield jitter(rng, 0.002)
+    conn.c.send(mq.subscribe(1, (("home/#", 0),), version=version))
+    yield jitter(rng, 150e-6)
+    conn.s.send(mq.suback(1, (0,), version=version))
+    for topic, payload in home.retained_messages(rng):
+        yield jitter(rng, 15e-6)
+        conn.s.send(mq.publish(topic, payload, retain=True, version=version))
+    yield jitter(rng, rtt)
+    conn.c.ack()
 
 
 def malformed(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
@@ -317,7 +354,7 @@ def _guess(sim: Sim, net: Net, host: Host, user: str, password: str,
                         password=password)
     yield from _open_session(sim, conn, packet, rtt, mq.connack(code, version=version))
     conn.up = False
-    if rng.random() < 0.5:
+    if rng.random() < 0.2:
         yield jitter(rng, 0.0002)
         yield from close_by_client(conn, rtt, rng)
     else:
@@ -325,15 +362,30 @@ def _guess(sim: Sim, net: Net, host: Host, user: str, password: str,
         yield from close_by_broker(conn, rtt, rng)
 
 
+def brute_client_id(rng: random.Random, ids: str, version: int) -> str:
+    """The client id a guessing tool sends: empty (3.1.1 tools often do) or a random one."""
+    if ids == "empty" and (version == mq.V5 or rng.random() < 0.5):
+        return ""
+    return f"{'mqtt-brute-' if ids == 'empty' else ids}{rng.getrandbits(32):08x}"
+
+
 def _brute_worker(sim: Sim, net: Net, host: Host, guesses: list[tuple[str, str]],
                   version: int, pause: float, ids: str) -> Iterator[float]:
     rng = sim.rng
     for user, password in guesses:
-        client_id = "" if ids == "empty" else f"{ids}{rng.getrandbits(32):08x}"
-        if version == mq.V311 and not client_id and rng.random() < 0.5:
-            client_id = f"mqtt-brute-{rng.getrandbits(16):04x}"
+        client_id = brute_client_id(rng, ids, version)
         yield from _guess(sim, net, host, user, password, version, client_id)
         yield jitter(rng, pause, 0.6)
+
+
+def brute_run(rng: random.Random) -> tuple[list[str], int, int, float, str]:
+    """One run of the guessing tool: users to try, workers, MQTT version, pause, client ids."""
+    users = rng.sample(home.BRUTE_USERS, rng.randint(1, 4))
+    workers = rng.choice((1, 1, 2, 4))
+    version = mq.V5 if rng.random() < 0.3 else mq.V311
+    pause = rng.choice((0.005, 0.05, 0.2, 1.0))
+    ids = rng.choice(("empty", "paho", "brute-"))
+    return users, workers, version, pause, ids
 
 
 def bruteforce(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
@@ -344,16 +396,12 @@ def bruteforce(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
     while True:
         run += 1
         host = _attacker("bruteforce", run)
-        users = rng.sample(home.BRUTE_USERS, rng.randint(1, 4))
+        users, workers, version, pause, ids = brute_run(rng)
         guesses = [(u, p) for u in users for p in home.BRUTE_PASSWORDS]
-        workers = rng.choice((1, 1, 2, 4))
-        version = mq.V5 if rng.random() < 0.3 else mq.V311
-        pause = rng.choice((0.005, 0.05, 0.2, 1.0)) * scale
-        ids = rng.choice(("empty", "paho", "brute-"))
         for w in range(workers):
-            sim.spawn(_brute_worker(sim, net, host, guesses[w::workers], version, pause, ids),
-                      w * 0.003)
-        yield len(guesses) / workers * (pause + 0.005) + 1.0
+            sim.spawn(_brute_worker(sim, net, host, guesses[w::workers], version,
+                                    pause * scale, ids), w * 0.003)
+        yield len(guesses) / workers * (pause * scale + 0.005) + 1.0
         yield rng.uniform(10.0, 300.0) * scale
 
 

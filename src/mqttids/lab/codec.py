@@ -177,8 +177,9 @@ def pingresp() -> bytes:
 
 
 def disconnect(*, version: int = V311, reason: int = 0) -> bytes:
+    """DISCONNECT; in MQTT 5 with a reason code (properties omitted, as brokers do)."""
     if version == V5 and reason:
-        return packet(DISCONNECT, 0, bytes((reason,)) + properties())
+        return packet(DISCONNECT, 0, bytes((reason,)))
     return b"\xe0\x00"
 
 

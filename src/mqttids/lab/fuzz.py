@@ -3,12 +3,17 @@
 Each case names the rule it breaks, so a test (or a reader of the pcap) can
 tell what a packet was meant to be. The synthetic writer and the live
 recorder draw from the same cases; the recorder lets the real broker react,
-the writer plays the reaction given in ``verdict``:
+the writer plays the reaction written in the case, which is what Mosquitto
+2.0 does (probed case by case against a live broker):
 
-- ``close``: the broker drops the connection (a protocol error or a
-  malformed packet; an MQTT 5 client first gets DISCONNECT 0x81 or 0x82);
-- ``refuse``: the broker answers CONNACK with an error code, then closes;
-- ``accept``: the packet is odd but the broker carries on.
+- most violations: the broker closes the connection without a word; an MQTT
+  5 client that broke a PUBLISH, SUBSCRIBE or UNSUBSCRIBE rule first gets
+  DISCONNECT with 0x81 (malformed) or 0x82 (protocol error);
+- a CONNECT with an unknown protocol level: CONNACK 1, then close;
+- an impossible remaining length: the broker resets the connection;
+- a few oddities are let through: a PUBACK with extra bytes or flags, a
+  PINGREQ with a body (answered by PINGRESP), a PUBREC with flags (answered
+  by PUBREL), a client-sent SUBACK or PINGRESP (3.1.1).
 """
 
 from __future__ import annotations
@@ -22,18 +27,29 @@ from mqttids.lab import codec as mq
 
 _U16 = struct.Struct(">H")
 
+MALFORMED = mq.RC_MALFORMED_V5
+PROTOCOL = mq.RC_PROTOCOL_ERROR_V5
+
 
 @dataclass(frozen=True)
 class FuzzCase:
-    """One malformed packet and what a broker does with it."""
+    """One malformed packet and what the broker does with it."""
 
     name: str
     ptype: int  # the control type the packet claims (0 and 15 included)
     data: bytes
     version: int
     connect_first: bool  # a valid CONNECT/CONNACK comes before it
-    verdict: str  # close | refuse | accept
-    reason: int = mq.RC_PROTOCOL_ERROR_V5  # what an MQTT 5 broker says when it closes
+    answer: bytes = b""  # what the broker sends back
+    closes: bool = True  # the broker hangs up (FIN) after answering
+    resets: bool = False  # the broker resets the connection (RST) instead
+
+
+def _close(name: str, ptype: int, data: bytes, v: int, first: bool = True,
+           v5_reason: int = 0) -> FuzzCase:
+    """A case the broker ends by closing; MQTT 5 sessions get DISCONNECT(reason) first."""
+    answer = mq.disconnect(version=v, reason=v5_reason) if v == mq.V5 and v5_reason else b""
+    return FuzzCase(name, ptype, data, v, first, answer)
 
 
 def _client_id(rng: random.Random) -> str:
@@ -57,20 +73,16 @@ def _connect_cases(rng: random.Random, v: int) -> list[FuzzCase]:
     overrun[id_at:id_at + 2] = _U16.pack(len(cid) + rng.randint(5, 300))
     bad_utf8 = mq.packet(mq.CONNECT, 0, bytes(good[2:id_at]) + _U16.pack(6) + b"fz\xc0\xaf\xff1")
     cases = [
-        FuzzCase("connect-reserved-flag", 1, bytes(reserved), v, False, "close",
-                 mq.RC_MALFORMED_V5),
-        FuzzCase("connect-will-qos-3", 1, bytes(will_qos3), v, False, "close",
-                 mq.RC_MALFORMED_V5),
-        FuzzCase("connect-protocol-level", 1, bytes(bad_level), v, False, "refuse"),
-        FuzzCase("connect-protocol-name", 1, bytes(bad_name), v, False, "close"),
-        FuzzCase("connect-client-id-overrun", 1, bytes(overrun), v, False, "close",
-                 mq.RC_MALFORMED_V5),
-        FuzzCase("connect-client-id-utf8", 1, bad_utf8, v, False, "close", mq.RC_MALFORMED_V5),
+        _close("connect-reserved-flag", 1, bytes(reserved), v, False),
+        _close("connect-will-qos-3", 1, bytes(will_qos3), v, False),
+        FuzzCase("connect-protocol-level", 1, bytes(bad_level), v, False, mq.connack(0x01)),
+        _close("connect-protocol-name", 1, bytes(bad_name), v, False),
+        _close("connect-client-id-overrun", 1, bytes(overrun), v, False),
+        _close("connect-client-id-utf8", 1, bad_utf8, v, False),
     ]
     if v == mq.V311:
-        no_user = bytearray(mq.connect(cid, version=v, password="x" * rng.randint(1, 12)))
-        cases.append(FuzzCase("connect-password-without-user", 1, bytes(no_user), v, False,
-                              "close"))
+        no_user = mq.connect(cid, version=v, password="x" * rng.randint(1, 12))
+        cases.append(_close("connect-password-without-user", 1, no_user, v, False))
     return cases
 
 
@@ -83,38 +95,36 @@ def _publish_cases(rng: random.Random, v: int) -> list[FuzzCase]:
     utf8 = mq.packet(mq.PUBLISH, 0, mq.utf8(b"home/\xc0\xaf" + bytes((rng.randint(0x80, 0xff),)))
                      + props + payload)
     zero_id = mq.publish(topic, payload, qos=1, msgid=0, version=v)
-    body = mq.utf8(topic)
     overrun = mq.packet(mq.PUBLISH, 0, _U16.pack(len(topic) + rng.randint(20, 900))
-                        + body[2:] + props + payload)
+                        + topic.encode() + props + payload)
     junk = mq.publish(topic, bytes(rng.getrandbits(8) for _ in range(rng.randint(200, 1200))),
                       version=v)
     cases = [
-        FuzzCase("publish-qos-3", 3, qos3, v, True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("publish-wildcard-topic", 3, wild, v, True, "close"),
-        FuzzCase("publish-topic-utf8", 3, utf8, v, True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("publish-zero-packet-id", 3, zero_id, v, True, "close"),
-        FuzzCase("publish-topic-overrun", 3, overrun, v, True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("publish-binary-payload", 3, junk, v, True, "accept"),
+        _close("publish-qos-3", 3, qos3, v, v5_reason=MALFORMED),
+        _close("publish-wildcard-topic", 3, wild, v, v5_reason=PROTOCOL),
+        _close("publish-topic-utf8", 3, utf8, v, v5_reason=MALFORMED),
+        _close("publish-zero-packet-id", 3, zero_id, v, v5_reason=PROTOCOL),
+        _close("publish-topic-overrun", 3, overrun, v, v5_reason=MALFORMED),
+        FuzzCase("publish-binary-payload", 3, junk, v, True, closes=False),
     ]
     if v == mq.V311:
-        cases.append(FuzzCase("publish-empty-topic", 3, mq.packet(mq.PUBLISH, 0, b"\x00\x00"
-                                                                  + payload), v, True, "close"))
+        cases.append(_close("publish-empty-topic", 3, mq.packet(mq.PUBLISH, 0, b"\x00\x00"
+                                                                + payload), v))
     return cases
 
 
 def _ack_cases(rng: random.Random, v: int) -> list[FuzzCase]:
-    mid = _U16.pack(rng.randint(1, 65535))
+    mid = rng.randint(1, 65535)
+    raw = _U16.pack(mid)
     return [
-        FuzzCase("puback-length", 4, mq.packet(mq.PUBACK, 0, mid + b"\x00\x00\x00"), v, True,
-                 "close" if v == mq.V311 else "accept", mq.RC_MALFORMED_V5),
-        FuzzCase("puback-flags", 4, mq.packet(mq.PUBACK, rng.randint(1, 15), mid), v, True,
-                 "close", mq.RC_MALFORMED_V5),
-        FuzzCase("pubrec-flags", 5, mq.packet(mq.PUBREC, rng.randint(1, 15), mid), v, True,
-                 "close", mq.RC_MALFORMED_V5),
-        FuzzCase("pubrel-flags", 6, mq.packet(mq.PUBREL, 0, mid), v, True, "close",
-                 mq.RC_MALFORMED_V5),
-        FuzzCase("pubcomp-missing-id", 7, mq.packet(mq.PUBCOMP, 0, b""), v, True, "close",
-                 mq.RC_MALFORMED_V5),
+        FuzzCase("puback-length", 4, mq.packet(mq.PUBACK, 0, raw + b"\x00\x00\x00"), v, True,
+                 closes=False),
+        FuzzCase("puback-flags", 4, mq.packet(mq.PUBACK, rng.randint(1, 15), raw), v, True,
+                 closes=False),
+        FuzzCase("pubrec-flags", 5, mq.packet(mq.PUBREC, rng.randint(1, 15), raw), v, True,
+                 mq.ack(mq.PUBREL, mid), closes=False),
+        _close("pubrel-flags", 6, mq.packet(mq.PUBREL, 0, raw), v),
+        _close("pubcomp-missing-id", 7, mq.packet(mq.PUBCOMP, 0, b""), v),
     ]
 
 
@@ -122,52 +132,51 @@ def _subscribe_cases(rng: random.Random, v: int) -> list[FuzzCase]:
     props = mq.properties() if v == mq.V5 else b""
     mid = _U16.pack(rng.randint(1, 65535))
     filt = mq.utf8(rng.choice(("home/#", "$SYS/#", "#", "home/+/smoke")))
+    bad_filter = mq.utf8(b"home/\xed\xa0\x80")
     return [
-        FuzzCase("subscribe-flags", 8, mq.packet(mq.SUBSCRIBE, 0, mid + props + filt + b"\x00"),
-                 v, True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("subscribe-no-filter", 8, mq.packet(mq.SUBSCRIBE, 2, mid + props), v, True,
-                 "close"),
-        FuzzCase("subscribe-qos-3", 8, mq.packet(mq.SUBSCRIBE, 2, mid + props + filt + b"\x03"),
-                 v, True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("subscribe-filter-utf8", 8,
-                 mq.packet(mq.SUBSCRIBE, 2, mid + props + mq.utf8(b"home/\xed\xa0\x80") + b"\x00"),
-                 v, True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("unsubscribe-flags", 10, mq.packet(mq.UNSUBSCRIBE, 0, mid + props + filt), v,
-                 True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("unsubscribe-no-filter", 10, mq.packet(mq.UNSUBSCRIBE, 2, mid + props), v,
-                 True, "close"),
+        _close("subscribe-flags", 8, mq.packet(mq.SUBSCRIBE, 0, mid + props + filt + b"\x00"),
+               v, v5_reason=MALFORMED),
+        _close("subscribe-no-filter", 8, mq.packet(mq.SUBSCRIBE, 2, mid + props), v,
+               v5_reason=MALFORMED),
+        _close("subscribe-qos-3", 8, mq.packet(mq.SUBSCRIBE, 2, mid + props + filt + b"\x03"),
+               v, v5_reason=MALFORMED),
+        _close("subscribe-filter-utf8", 8,
+               mq.packet(mq.SUBSCRIBE, 2, mid + props + bad_filter + b"\x00"), v,
+               v5_reason=MALFORMED),
+        _close("unsubscribe-flags", 10, mq.packet(mq.UNSUBSCRIBE, 0, mid + props + filt), v,
+               v5_reason=MALFORMED),
+        _close("unsubscribe-no-filter", 10, mq.packet(mq.UNSUBSCRIBE, 2, mid + props), v,
+               v5_reason=MALFORMED),
     ]
 
 
 def _misc_cases(rng: random.Random, v: int) -> list[FuzzCase]:
     mid = _U16.pack(rng.randint(1, 65535))
+    v311 = v == mq.V311
     cases = [
-        FuzzCase("connack-from-client", 2, mq.connack(version=v) if v == mq.V311
-                 else mq.packet(mq.CONNACK, 0, b"\x00\x00\x00"), v, True, "close"),
+        _close("connack-from-client", 2, mq.connack(version=v), v),
         FuzzCase("suback-from-client", 9, mq.packet(mq.SUBACK, 0, mid + b"\x00"), v, True,
-                 "close"),
-        FuzzCase("unsuback-from-client", 11, mq.packet(mq.UNSUBACK, 0, mid), v, True, "close"),
-        FuzzCase("pingreq-length", 12, mq.packet(mq.PINGREQ, 0, bytes((rng.getrandbits(8),))), v,
-                 True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("pingresp-from-client", 13, mq.pingresp(), v, True, "close"),
-        FuzzCase("disconnect-flags", 14, mq.packet(mq.DISCONNECT, rng.randint(1, 15), b""), v,
-                 True, "close", mq.RC_MALFORMED_V5),
-        FuzzCase("reserved-type-0", 0, mq.packet(0, 0, bytes(rng.getrandbits(8)
-                                                             for _ in range(rng.randint(0, 8)))),
-                 v, True, "close", mq.RC_MALFORMED_V5),
+                 closes=not v311),
+        FuzzCase("unsuback-from-client", 11, mq.packet(mq.UNSUBACK, 0, mid), v, True,
+                 closes=not v311),
+        FuzzCase("pingreq-length", 12, mq.packet(mq.PINGREQ, 0, bytes((rng.getrandbits(8),))),
+                 v, True, mq.pingresp(), closes=False),
+        FuzzCase("pingresp-from-client", 13, mq.pingresp(), v, True, closes=False),
+        _close("disconnect-flags", 14, mq.packet(mq.DISCONNECT, rng.randint(1, 15), b""), v),
+        _close("reserved-type-0", 0, mq.packet(0, 0, bytes(rng.getrandbits(8)
+                                                            for _ in range(rng.randint(0, 8)))),
+               v, v5_reason=PROTOCOL),
         FuzzCase("remaining-length-overflow", 3,
-                 bytes((0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01)) + b"\x00\x01x", v, True, "close",
-                 mq.RC_MALFORMED_V5),
+                 bytes((0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01)) + b"\x00\x01x", v, True,
+                 resets=True),
     ]
-    if v == mq.V311:
+    if v311:
         cases += [
-            FuzzCase("disconnect-body", 14, mq.packet(mq.DISCONNECT, 0, b"\x00"), v, True,
-                     "close"),
-            FuzzCase("auth-in-v311", 15, mq.packet(mq.AUTH, 0, b"\x00\x00"), v, True, "close"),
+            _close("disconnect-body", 14, mq.packet(mq.DISCONNECT, 0, b"\x00"), v),
+            _close("auth-in-v311", 15, mq.packet(mq.AUTH, 0, b"\x00\x00"), v),
         ]
     else:
-        cases.append(FuzzCase("auth-without-method", 15, mq.packet(mq.AUTH, 0, b"\x18\x00"), v,
-                              True, "close"))
+        cases.append(_close("auth-without-method", 15, mq.packet(mq.AUTH, 0, b"\x18\x00"), v))
     return cases
 
 
@@ -190,13 +199,16 @@ def bit_flip(rng: random.Random, data: bytes, flips: int = 2) -> bytes:
 
 
 def draw(rng: random.Random) -> FuzzCase:
-    """A random case: a family, then a case in it; one in eight is a bit-flipped packet."""
+    """A random case: a family, then a case in it; one in eight is a bit-flipped PUBLISH.
+
+    A flipped PUBLISH has no fixed reaction (the flip may land in the payload);
+    the synthetic broker treats it as a protocol error and closes.
+    """
     version = mq.V5 if rng.random() < 0.3 else mq.V311
     if rng.random() < 0.125:
         base = mq.publish("home/" + rng.choice(("kitchen/door", "livingroom/light")),
                           b"%d" % rng.randint(0, 999), qos=1, msgid=rng.randint(1, 65535),
                           version=version)
-        return FuzzCase("publish-bit-flip", 3, bit_flip(rng, base), version, True, "close",
-                        mq.RC_MALFORMED_V5)
+        return _close("publish-bit-flip", 3, bit_flip(rng, base), version)
     family = rng.choice(_FAMILIES)
     return rng.choice(family(rng, version))

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mqttids.lab import codec as mq
 from mqttids.lab.codec import V5, V311
 
 CLASSES: tuple[str, ...] = ("legitimate", "dos", "flood", "malformed", "slowite", "bruteforce")
@@ -156,6 +157,24 @@ BRUTE_PASSWORDS: tuple[str, ...] = (
 )
 
 SLOWITE_KEEPALIVE = 65535  # the largest keep-alive MQTT allows: the broker waits 27 h
+
+
+def connack_accepted(version: int, session_present: bool = False) -> bytes:
+    """CONNACK 0 as Mosquitto 2 sends it; in MQTT 5 with topic alias maximum 10 and
+    receive maximum 20."""
+    props = ((mq.PROP_TOPIC_ALIAS_MAXIMUM, 10), (mq.PROP_RECEIVE_MAXIMUM, 20))
+    return mq.connack(session_present=session_present, version=version,
+                      props=props if version == mq.V5 else ())
+
+
+V5_CONNECT_PROPS = ((mq.PROP_SESSION_EXPIRY, 0),)  # what paho-mqtt sends in a v5 CONNECT
+
+
+def retained_messages(rng: random.Random) -> list[tuple[str, bytes]]:
+    """What the broker keeps for the home: every sensor's status and the retained states."""
+    kept = [(s.status_topic, b"online") for s in SENSORS]
+    kept += [(s.topic, s.value(rng).encode()) for s in SENSORS if s.retain]
+    return sorted(kept)
 
 
 def home_ip(host: int) -> str:

@@ -223,9 +223,7 @@ class Home:
         keepalive = home.scaled_keepalive(sess.keepalive, self.scale)
         packet = mq.connect(sess.client_id, version=sess.version, keepalive=keepalive,
                             clean=sess.clean, will=will, props=props, **creds)
-        reply = mq.connack(session_present=present, version=sess.version,
-                           props=((mq.PROP_RECEIVE_MAXIMUM, 100),) if sess.version == mq.V5
-                           else ())
+        reply = home.connack_accepted(sess.version, present)
         yield from self.request(sess, packet, reply)
         sess.online, sess.known = True, True
         self.sim.spawn(self.keepalive(sess, conn), 0.0)
@@ -283,7 +281,7 @@ class Home:
                        spec.version, spec.keepalive, jitter(rng, 0.004), True,
                        spec.subscriptions, spec.credentials)
         will = (spec.status_topic, b"offline", 1, True)
-        props = ((mq.PROP_SESSION_EXPIRY, 0),) if spec.version == mq.V5 else ()
+        props = home.V5_CONNECT_PROPS if spec.version == mq.V5 else ()
         yield rng.uniform(0.0, 5.0 * scale)
         while True:
             yield from self.connect(sess, will, props)
@@ -317,7 +315,8 @@ class Home:
                        True)
         yield rng.uniform(0.0, 2.0 * scale)
         while True:
-            yield from self.connect(sess, None)
+            yield from self.connect(sess, None,
+                                    home.V5_CONNECT_PROPS if spec.version == mq.V5 else ())
             end = self.sim.now + rng.expovariate(1.0 / (spec.session_minutes * 60 * scale))
             if spec.version == mq.V5 and rng.random() < 0.3:
                 yield rng.uniform(0.0, end - self.sim.now)

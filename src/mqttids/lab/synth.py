@@ -11,6 +11,7 @@ others does, and classes can be written in parallel processes.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ DEFAULT_PACKETS = 100_000
 DEFAULT_SEED = 1
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20 UTC: every scenario starts here
 MAX_PACKETS = 10**10
+_PARALLEL_FROM = 200_000
 
 
 def parse_mix(text: str | None) -> dict[str, float]:
@@ -111,7 +113,8 @@ def write_class_pcap(kind: str, path: Path, packets: int, seed: int) -> dict:
             "span_seconds": round(sink.now, 6), "write_seconds": round(seconds, 3)}
 
 
-def write_class_rows(kind: str, pcap: Path, parquet: Path) -> dict:
+def write_class_rows(kind: str, pcap: Path, parquet: Path,
+                     ports: tuple[int, ...] = (1883,)) -> dict:
     """Decode ``pcap`` with the capture decoder into labelled rows in ``parquet``."""
     import pyarrow.parquet as pq
 
@@ -121,7 +124,7 @@ def write_class_rows(kind: str, pcap: Path, parquet: Path) -> dict:
     started = time.perf_counter()
     stats = ExtractStats()
     with pq.ParquetWriter(parquet, arrow_schema()) as writer:
-        for batch in iter_row_batches(pcap, label=kind, stats=stats):
+        for batch in iter_row_batches(pcap, ports=ports, label=kind, stats=stats):
             writer.write_batch(batch)
     return {"parquet": str(parquet), "rows": stats.rows, "messages": stats.messages,
             "malformed": stats.malformed, "decode_seconds":
@@ -163,7 +166,7 @@ def write_scenario(out_dir: str | Path, packets: int = DEFAULT_PACKETS,
     ``packets`` frames in all, split by ``mix`` (shares, or the ``--mix`` text;
     default :data:`home.DEFAULT_MIX`). The same arguments give byte-identical
     pcaps. ``workers`` processes write classes in parallel (default: one per
-    CPU). ``progress`` is called with the packets of each class as it is done.
+    CPU from 200,000 packets on, else one). ``progress`` is called with the packets of each class as it is done.
     Returns the summary that ``--json`` prints.
     """
     out = check_request(out_dir, packets, seed)
@@ -174,7 +177,10 @@ def write_scenario(out_dir: str | Path, packets: int = DEFAULT_PACKETS,
     _remove_stale(out, [k for k in home.CLASSES if k not in jobs])
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers is None:
+        # Starting worker processes costs about a second: only worth it for large scenarios.
+        workers = os.cpu_count() or 1 if packets >= _PARALLEL_FROM else 1
+    workers = min(workers, len(jobs))
     if workers <= 1:
         for kind in jobs:
             results[kind] = _write_one(kind, str(out), counts[kind], seed, rows)
@@ -189,10 +195,17 @@ def write_scenario(out_dir: str | Path, packets: int = DEFAULT_PACKETS,
                 if progress is not None:
                     progress(counts[futures[future]])
     seconds = time.perf_counter() - started
-    return {"output": str(out), "seed": seed, "packets": sum(r["packets"] for r in
-                                                              results.values()),
-            "mix": {k: shares[k] for k in home.CLASSES}, "seconds": round(seconds, 3),
-            "classes": {k: results[k] for k in home.CLASSES if k in results}}
+    summary = {"output": str(out), "seed": seed,
+               "packets": sum(r["packets"] for r in results.values()),
+               "mix": {k: shares[k] for k in home.CLASSES}, "seconds": round(seconds, 3),
+               "classes": {k: results[k] for k in home.CLASSES if k in results}}
+    write_summary(out, summary)
+    return summary
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    """``DIR/summary.json``: what was written, so a folder explains itself later."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _remove_stale(out: Path, kinds: list[str]) -> None:
