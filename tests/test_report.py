@@ -283,6 +283,74 @@ def test_write_report_from_a_parquet_warehouse_bundles_and_alert_files(tmp_path)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [REPORT_FILE]
 
 
+def trained_bundle_meta(name: str, kind: str, grid: list[dict], evaluated: bool) -> tuple:
+    """Metadata as `mqttids train` writes it (and `evaluate` extends), and its CV rows."""
+    from mqttids.models.tuning import CvRow, summarise
+
+    rows = [CvRow(name, kind, i, params, f, 0.9 + i / 100, 0.8 + i / 50 + f / 1000, 900, 100,
+                  1.5) for i, params in enumerate(grid) for f in range(3)]
+    meta = {"name": name, "kind": kind, "mqttids_version": "0.1.0",
+            "created": T0.isoformat(), "feature_set": "packet", "time_delta": False,
+            "features": list(schema.FEATURE_NAMES), "labels": list(schema.LABELS),
+            "params": grid[-1], "cv": summarise(rows),
+            "train": {"rows": 10_000, "tuning_rows": 1_000, "folds": 3, "seed": 0,
+                      "class_counts": {}, "fingerprint": "abc"},
+            "metrics": {"cv_macro_f1": summarise(rows)[-1]["mean_macro_f1"]}}
+    if evaluated:
+        record = evaluate_record(name, 0.9)
+        meta["metrics"]["test"] = {**{k: record[k] for k in (
+            "accuracy", "macro_f1", "per_class", "confusion", "ceiling", "unseen_rows")},
+            "evaluated": T0.isoformat()}
+    return meta, rows
+
+
+def test_train_and_evaluate_outputs_fill_the_models_and_tuning_sections(tmp_path):
+    """Bundle metadata, registry rows and the tuning table, made by the models stage's code."""
+    from mqttids.models.bundle import Bundle, registry_row
+    from mqttids.models.tuning import tuning_table
+    from mqttids.report.inputs import TUNING_TABLE, bundle_records, read_tables
+    from mqttids.report.models_view import tuning_records
+
+    rf_meta, rf_rows = trained_bundle_meta("rf-packet", "rf", [
+        {"numTrees": 50, "maxDepth": 12}, {"numTrees": 50, "maxDepth": 20}], evaluated=True)
+    dnn_meta, dnn_rows = trained_bundle_meta("dnn-packet", "dnn", [
+        {"hidden": [256, 128], "dropout": 0.1}, {"hidden": [256, 128], "dropout": 0.3}],
+        evaluated=False)
+    registry = [registry_row(Bundle(tmp_path / m["name"], m)) for m in (rf_meta, dnn_meta)]
+    for m in (rf_meta, dnn_meta):
+        (tmp_path / m["name"]).mkdir()
+        (tmp_path / m["name"] / "metadata.json").write_text(json.dumps(m))
+
+    class Store:  # what read_tables needs of a warehouse
+        tables = {TUNING_TABLE: tuning_table(rf_rows + dnn_rows)}
+
+        def table_names(self):
+            return list(self.tables)
+
+        def read_table(self, name):
+            return self.tables.get(name)
+
+    tuning = tuning_records(read_tables(Store(), (TUNING_TABLE,))[TUNING_TABLE])
+    for records in (registry + tuning, bundle_records(tmp_path)):
+        views = {v.name: v for v in model_views(records)}
+        rf, dnn = views["rf-packet"], views["dnn-packet"]
+        assert (rf.name, rf.features, rf.accuracy, rf.ceiling) == (
+            "rf-packet", "packet, without tcp.time_delta", 0.9, 0.905)
+        assert rf.cv_macro_f1 == pytest.approx(0.821) and rf.unseen_accuracy == pytest.approx(0.8)
+        assert (rf.train_rows, rf.tuning_rows) == (10_000, 1_000)
+        assert rf.cv_metric == "macro-F1"
+        assert [(p.params["maxDepth"], round(p.mean, 3), p.best) for p in rf.cv] == [
+            (12, 0.801, False), (20, 0.821, True)]
+        assert rf.cv[0].std == pytest.approx(0.000816, abs=1e-6)
+        assert not dnn.evaluated and len(dnn.cv) == 2 and dnn.cv[1].best
+    inputs = ReportInputs()
+    inputs.models = model_views(registry + bundle_records(tmp_path) + tuning)  # as gather() does
+    page = render_page(inputs)
+    assert "Tuned on a stratified sample of 1,000 of the 10,000 train rows" in page
+    assert page.count("data:image/png") == 5  # ceiling, F1, rf confusion, 2 CV plots
+    assert "No test results" not in page and 'id="model-dnn-packet"' not in page
+
+
 def test_a_missing_parquet_warehouse_is_reported_not_created(tmp_path):
     result = write_report(tmp_path / "out", f"parquet:{tmp_path / 'none'}", models_dir=None,
                           benchmarks=None)

@@ -23,13 +23,14 @@ from pathlib import Path
 from mqttids.report.alerts import AlertSummary, add_alerts, json_lines
 from mqttids.report.benchmarks import Section, parse_benchmarks
 from mqttids.report.errors import ReportInputError
-from mqttids.report.models_view import ModelView, model_views
+from mqttids.report.models_view import ModelView, model_views, tuning_records
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_TABLES = ("analysis_summary", "analysis_tcp_len_by_target", "analysis_top_flags",
                    "analysis_class_balance", "analysis_ceiling", "analysis_conflicts",
                    "analysis_profile", "analysis_class_means")
+TUNING_TABLE = "model_tuning"  # one row per model, configuration and fold (mqttids train)
 # Bundle metadata file names, the first found is read.
 BUNDLE_METADATA = ("metadata.json", "bundle.json", "model.json")
 
@@ -122,7 +123,7 @@ def gather(warehouse_url: str | None, *, models_dir: Path | None = None,
     if benchmarks is not None and Path(benchmarks).is_file():
         inputs.benchmarks = read_benchmarks(Path(benchmarks))
         inputs.benchmarks_source = str(benchmarks)
-    records = []
+    records, tuning = [], []
     if warehouse_url:
         from mqttids.warehouse.dsn import mask_dsn
 
@@ -132,12 +133,14 @@ def gather(warehouse_url: str | None, *, models_dir: Path | None = None,
             with wh:
                 inputs.analysis = read_tables(wh, ANALYSIS_TABLES)
                 records += _registry_records(wh)
+                tuning = read_tables(wh, (TUNING_TABLE,)).get(TUNING_TABLE, [])
                 alerts = read_tables(wh, ("alerts",)).get("alerts", [])
                 add_alerts(inputs.alerts, alerts)
                 if alerts:
                     inputs.alerts.sources.append("warehouse table alerts")
     if models_dir is not None:
         records += bundle_records(Path(models_dir))
+    records += tuning_records(tuning)
     inputs.models = model_views(records)
     return inputs
 

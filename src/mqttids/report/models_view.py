@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+from collections import defaultdict
 from dataclasses import dataclass, field
 
-# Keys a CV row may use for its score, most specific first.
-SCORE_KEYS = ("mean", "mean_score", "score", "metric", "macro_f1", "f1", "accuracy")
-GENERIC = {"mean": "CV score", "mean_score": "CV score", "score": "CV score",
+# Keys a CV row may use for its score, most specific first (tuning.summarise writes the
+# first two; the others are accepted from other writers).
+SCORE_KEYS = ("mean_macro_f1", "mean_accuracy", "mean", "mean_score", "score", "metric",
+              "macro_f1", "f1", "accuracy")
+GENERIC = {"mean_macro_f1": "macro-F1", "mean_accuracy": "accuracy", "macro_f1": "macro-F1",
+           "mean": "CV score", "mean_score": "CV score", "score": "CV score",
            "metric": "CV score"}
+# Per-fold lists a row may hold beside its mean, for the spread.
+FOLD_KEYS = {"mean_macro_f1": "macro_f1", "mean_accuracy": "accuracy", "mean": "fold_scores",
+             "mean_score": "fold_scores", "score": "scores"}
 STD_KEYS = ("std", "std_score", "stddev")
 # Keys of a flat CV row that are figures, not hyperparameters.
 NOT_PARAMS = set(SCORE_KEYS) | set(STD_KEYS) | {
-    "model", "name", "kind", "rank", "best", "folds", "fold_scores", "scores", "seconds",
-    "fit_seconds", "time", "config", "metric_name", "features", "n_folds"}
+    "model", "name", "kind", "rank", "best", "folds", "fold", "fold_scores", "scores",
+    "seconds", "fit_seconds", "time", "config", "metric_name", "features", "n_folds",
+    "best_epochs", "best_epoch", "train_rows", "val_rows"}
 
 
 @dataclass
@@ -51,6 +60,9 @@ class ModelView:
     ceiling: float | None = None
     unseen_accuracy: float | None = None
     unseen_macro_f1: float | None = None
+    cv_macro_f1: float | None = None
+    train_rows: int | None = None
+    tuning_rows: int | None = None
     best_params: dict = field(default_factory=dict)
     cv: list[CvPoint] = field(default_factory=list)
     cv_metric: str | None = None
@@ -104,11 +116,21 @@ def cv_points(rows: list, best_params: dict | None = None) -> tuple[list[CvPoint
             named = row.get("metric_name") or (row.get("metric") if key != "metric" else None)
             metric = named if isinstance(named, str) else GENERIC.get(key, key)
         std = next((_number(row[k]) for k in STD_KEYS if _number(row.get(k)) is not None), None)
+        if std is None:
+            std = _spread(row.get(FOLD_KEYS.get(key, "")))
         params = _params_of(row)
         best = bool(row.get("best")) or row.get("rank") == 1 or (
             bool(best_params) and params == best_params)
         points.append(CvPoint(params, _number(row[key]), std, best))
     return points, metric
+
+
+def _spread(values) -> float | None:
+    """Population standard deviation of per-fold scores, when there are two or more."""
+    if not isinstance(values, list):
+        return None
+    nums = [v for v in (_number(x) for x in values) if v is not None]
+    return statistics.pstdev(nums) if len(nums) >= 2 else None
 
 
 def _confusion(value) -> tuple[list[str], list[list[int]]]:
@@ -123,6 +145,17 @@ def _confusion(value) -> tuple[list[str], list[list[int]]]:
     if any(_number(v) is None for r in matrix for v in r):
         return [], []
     return [str(x) for x in labels], [[int(v) for v in r] for r in matrix]
+
+
+def _feature_set(record: dict) -> str | None:
+    """``packet``/``flow`` (from ``feature_set``, or ``features`` when it is text), and
+    whether tcp.time_delta was left out."""
+    name = record.get("feature_set")
+    if not isinstance(name, str):
+        name = record.get("features") if isinstance(record.get("features"), str) else None
+    if name is not None and record.get("time_delta") is False:
+        name += ", without tcp.time_delta"
+    return name
 
 
 def _set(view: ModelView, attr: str, value) -> None:
@@ -146,17 +179,30 @@ def merge_record(view: ModelView, record: dict) -> ModelView:
         inner = _json(record.get(nested))
         if isinstance(inner, dict):
             merge_record(view, inner)
-    for key in ("kind", "features"):
-        if isinstance(record.get(key), str):
-            _set(view, key, record[key])
+    _set(view, "kind", record.get("kind") if isinstance(record.get("kind"), str) else None)
+    _set(view, "features", _feature_set(record))
     _set(view, "path", record.get("path") if isinstance(record.get("path"), str) else None)
     if record.get("created") is not None:
         _set(view, "created", str(record["created"]))
-    _set(view, "accuracy", _number(record.get("accuracy")))
-    _set(view, "macro_f1", _number(record.get("macro_f1")))
+    for attr, keys in (("accuracy", ("accuracy", "test_accuracy")),
+                       ("macro_f1", ("macro_f1", "test_macro_f1")),
+                       ("unseen_accuracy", ("unseen_accuracy",)),
+                       ("unseen_macro_f1", ("unseen_macro_f1",)),
+                       ("cv_macro_f1", ("cv_macro_f1",))):
+        for key in keys:
+            _set(view, attr, _number(record.get(key)))
     ceiling = record.get("ceiling")
     _set(view, "ceiling", _number(ceiling.get("accuracy") if isinstance(ceiling, dict)
                                   else ceiling))
+    train = record.get("train")
+    if isinstance(train, dict):  # bundle metadata
+        sizes = (("train_rows", train.get("rows")), ("tuning_rows", train.get("tuning_rows")))
+    else:  # registry row
+        sizes = (("train_rows", record.get("train_rows")),
+                 ("tuning_rows", record.get("tuning_rows")))
+    for attr, value in sizes:
+        value = _number(value)
+        _set(view, attr, None if value is None else int(value))
     unseen = record.get("unseen_rows")
     if isinstance(unseen, dict):
         _set(view, "unseen_accuracy", _number(unseen.get("accuracy")))
@@ -203,4 +249,33 @@ def cv_by_param(points: list[CvPoint]) -> dict[str, list[tuple[object, float, fl
             continue
         out[name] = [(p.params.get(name) if p.params.get(name) is not None else "none",
                       p.mean, p.std, p.best) for p in points]
+    return out
+
+
+def tuning_records(rows: list[dict]) -> list[dict]:
+    """Rows of the ``model_tuning`` table (one per model, configuration and fold) as one
+    record per model whose ``cv`` lists each configuration with its per-fold scores."""
+    folds: dict = defaultdict(lambda: defaultdict(list))
+    kinds, params = {}, {}
+    for r in rows:
+        model, config = r.get("model"), r.get("config")
+        if not isinstance(model, str) or config is None:
+            continue
+        kinds.setdefault(model, r.get("kind"))
+        params.setdefault((model, config), _json(r.get("params")))
+        folds[model][config].append(r)
+    out = []
+    for model, configs in folds.items():
+        cv = []
+        for config in sorted(configs):
+            f1 = [x.get("macro_f1") for x in configs[config]]
+            acc = [_number(x.get("accuracy")) for x in configs[config]]
+            nums = [v for v in (_number(x) for x in f1) if v is not None]
+            if not nums:
+                continue
+            accs = [a for a in acc if a is not None]
+            cv.append({"config": config, "params": params[(model, config)] or {},
+                       "macro_f1": nums, "mean_macro_f1": statistics.fmean(nums),
+                       "mean_accuracy": statistics.fmean(accs) if accs else None})
+        out.append({"name": model, "kind": kinds[model], "cv": cv})
     return out

@@ -55,13 +55,14 @@ def overview_table(models: list[ModelView], ceiling: float | None) -> Safe:
     for m in models:
         own = m.ceiling if m.ceiling is not None else ceiling
         gap = None if m.accuracy is None or own is None else m.accuracy - own
-        body.append([tag("a", m.name, href=f"#model-{_anchor(m.name)}") if m.evaluated else m.name,
-                     m.kind or "-", m.features or "-", number(m.accuracy), number(m.macro_f1),
-                     number(own), "-" if gap is None else f"{gap:+.4f}",
-                     number(m.unseen_accuracy), number(m.unseen_macro_f1)])
-    return table(["model", "kind", "features", "accuracy", "macro-F1", "ceiling",
-                  "accuracy − ceiling", "accuracy, unseen rows", "macro-F1, unseen rows"],
-                 body, numeric=(3, 4, 5, 6, 7, 8))
+        name = tag("a", m.name, href=f"#model-{_anchor(m.name)}") if m.evaluated else m.name
+        body.append([name, m.kind or "-", m.features or "-", number(m.cv_macro_f1),
+                     number(m.accuracy), number(m.macro_f1), number(own),
+                     "-" if gap is None else f"{gap:+.4f}", number(m.unseen_accuracy),
+                     number(m.unseen_macro_f1)])
+    return table(["model", "kind", "features", "CV macro-F1", "test accuracy", "test macro-F1",
+                  "ceiling", "accuracy − ceiling", "accuracy, unseen rows",
+                  "macro-F1, unseen rows"], body, numeric=tuple(range(3, 10)))
 
 
 def _anchor(name: str) -> str:
@@ -79,7 +80,9 @@ def model_detail(m: ModelView) -> Safe:
                                                 f"{m.name}: confusion on test"),
                          f"confusion matrix of {m.name}"))
     else:
-        parts.append(missing(f"confusion matrix for {m.name}", "mqttids evaluate"))
+        parts.append(missing(f"confusion matrix for {m.name} (evaluate keeps it in the bundle's "
+                             "metadata.json: give the bundles' folder with --models-dir)",
+                             "mqttids evaluate"))
     if m.per_class:
         body = [[label, number(v.get("precision")), number(v.get("recall")),
                  number(v.get("f1")), number(v.get("support"))]
@@ -103,6 +106,12 @@ def tuning_part(m: ModelView) -> Safe:
     """A model's CV score against each hyperparameter, then the whole grid as a table."""
     metric = m.cv_metric or "score"
     parts = [tag("h3", f"{m.name}: {len(m.cv)} configurations, {metric}")]
+    if m.tuning_rows and m.train_rows and m.tuning_rows < m.train_rows:
+        parts.append(tag("p", f"Tuned on a stratified sample of {m.tuning_rows:,} of the "
+                              f"{m.train_rows:,} train rows; the chosen configuration was "
+                              "refitted on all of them.", cls="small"))
+    elif m.tuning_rows:
+        parts.append(tag("p", f"Tuned on all {m.tuning_rows:,} train rows.", cls="small"))
     by_param = cv_by_param(m.cv)
     if by_param:
         parts.append(img(plots.cv_scores(by_param, metric, f"{m.name}: CV {metric}"),
