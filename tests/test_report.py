@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import re
 
@@ -93,6 +94,12 @@ def sample_inputs() -> ReportInputs:
         "|---|---:|\n| decode | 120,000 |\n| " + EVIL + " | 3 |\n")
     inputs.benchmarks_source = "docs/benchmarks.md"
     return inputs
+
+
+@functools.lru_cache(maxsize=1)
+def sample_page() -> str:
+    """The rendered page of :func:`sample_inputs` (made once: plotting takes seconds)."""
+    return render_page(sample_inputs(), now=T0)
 
 
 # -- html --------------------------------------------------------------------------------
@@ -207,7 +214,7 @@ def test_an_empty_report_names_every_missing_input_and_its_command():
 
 
 def test_a_full_report_embeds_its_plots_and_escapes_wire_values():
-    page = render_page(sample_inputs(), now=T0)
+    page = sample_page()
     uris = re.findall(r'<img src="(data:image/png;base64,[^"]+)"', page)
     assert len(uris) >= 7  # balance, ceiling, F1, 2 confusions, 2 CV, alerts
     assert all(base64.b64decode(u.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for u in uris)

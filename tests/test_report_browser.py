@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_report import EVIL, sample_inputs
+from test_report import EVIL, sample_page
 
 pytestmark = pytest.mark.browser
 
@@ -96,10 +96,8 @@ def assert_not_injected(driver) -> None:
 
 
 def test_report_renders_its_plots_and_shows_client_ids_as_text(browser, tmp_path):
-    from mqttids.report.page import render_page
-
     page = tmp_path / "report.html"
-    page.write_text(render_page(sample_inputs()), encoding="utf-8")
+    page.write_text(sample_page(), encoding="utf-8")
     browser.get(page.as_uri())
     widths = browser.execute_script(
         "return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")

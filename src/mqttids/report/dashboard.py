@@ -339,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
-    do_HEAD = do_GET
+    do_HEAD = do_GET  # noqa: N815 - the name http.server calls
 
     def _events(self) -> None:
         """A server-sent event stream: the snapshot first, then every event as it comes."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -24,10 +25,16 @@ _RC = {"text.parse_math": False, "font.size": 9, "axes.spines.top": False,
        "axes.spines.right": False, "axes.titlesize": 10}
 
 
-def label_color(label: str, order: Sequence[str] = LABELS) -> str:
-    """One colour per class, the same in every plot (the schema's labels first)."""
-    names = list(order) + [x for x in sorted({label}) if x not in order]
-    return _COLORS[names.index(label) % len(_COLORS)]
+def label_color(label: str) -> str:
+    """One colour per class, the same in every plot and on the dashboard.
+
+    The schema's labels take the first six colours in order; any other label
+    gets one of the rest, chosen by a hash of its name so that it is stable.
+    """
+    if label in LABELS:
+        return _COLORS[LABELS.index(label) % len(_COLORS)]
+    spare = len(_COLORS) - len(LABELS)
+    return _COLORS[len(LABELS) + zlib.crc32(label.encode("utf-8")) % spare]
 
 
 def _figure(width: float, height: float):
