@@ -44,6 +44,7 @@ img{max-width:100%;height:auto;border:1px solid #dde3ea;background:#fff;margin:6
 .model{border-top:1px dashed #c9d1da;margin-top:14px}.small{font-size:12px;color:#5a6675}
 code{background:#eef2f6;padding:0 3px;border-radius:3px}
 details{margin:6px 0 14px}summary{cursor:pointer;font-weight:600}
+.nowrap{white-space:nowrap}
 .wire{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}
 """
 

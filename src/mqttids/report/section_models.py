@@ -114,7 +114,7 @@ def tuning_part(m: ModelView) -> Safe:
         parts.append(tag("p", f"Tuned on all {m.tuning_rows:,} train rows.", cls="small"))
     by_param = cv_by_param(m.cv)
     if by_param:
-        parts.append(img(plots.cv_scores(by_param, metric, f"{m.name}: CV {metric}"),
+        parts.append(img(plots.cv_scores(by_param, metric, f"{m.name}: cross-validation"),
                          f"cross-validation {metric} of {m.name} against its hyperparameters"))
     names = list(dict.fromkeys(k for p in m.cv for k in p.params))
     body = [[*(json.dumps(p.params.get(k), default=str) for k in names), number(p.mean),

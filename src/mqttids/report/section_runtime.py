@@ -53,7 +53,8 @@ def latest_table(alerts: list[dict]) -> Safe:
         evidence = a.get("evidence")
         evidence = evidence if isinstance(evidence, str) else json.dumps(evidence, default=str)
         score = a.get("score")
-        body.append([a["time"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], a.get("label"),
+        body.append([tag("span", a["time"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], cls="nowrap"),
+                     a.get("label"),
                      number(score if isinstance(score, float) else None),
                      tag("span", a.get("client_id"), cls="wire client-id"),
                      f"{_endpoint(a.get('src'), a.get('sport'))} → "
