@@ -166,20 +166,22 @@ def flood_burst(rng: random.Random, version: int, templates: tpl.PublishTemplate
                     for _ in range(rng.randint(1, 4)))
 
 
-def _flood_client(sim: Sim, net: Net, scale: float) -> Iterator[float]:
+def _flood_client(sim: Sim, net: Net, plan: random.Random, scale: float) -> Iterator[float]:
+    """``plan`` draws what the attacker decides (versions, bursts, pauses), ``sim.rng`` the
+    network's timing, so the live driver with the same plan sends the same bursts."""
     rng = sim.rng
     templates = tpl.PublishTemplates(limit=64)
     host = _attacker("flood")
     while True:
-        version = mq.V5 if rng.random() < 0.3 else mq.V311
+        version = mq.V5 if plan.random() < 0.3 else mq.V311
+        cid = f"flooder-{plan.getrandbits(32):08x}"
         conn = net.open(host)
         rtt = jitter(rng, 0.0005)
-        cid = f"flooder-{rng.getrandbits(32):08x}"
         yield from _open_session(sim, conn, mq.connect(cid, version=version, keepalive=60), rtt,
                                  home.connack_accepted(version))
-        for burst in range(rng.randint(3, 30)):
-            yield rng.uniform(0.2, 3.0) * scale
-            data = flood_burst(rng, version, templates, small=burst == 0)
+        for burst in range(plan.randint(3, 30)):
+            yield plan.uniform(0.2, 3.0) * scale
+            data = flood_burst(plan, version, templates, small=burst == 0)
             segments = 0
             for start in range(0, len(data), MSS):
                 chunk = data[start:start + MSS]
@@ -195,13 +197,14 @@ def _flood_client(sim: Sim, net: Net, scale: float) -> Iterator[float]:
         conn.up = False
         yield jitter(rng, 100e-6)
         yield from close_by_client(conn, rtt, rng)
-        yield rng.uniform(2.0, 30.0) * scale
+        yield plan.uniform(2.0, 30.0) * scale
 
 
 def flood(sim: Sim, net: Net, scale: float = 1.0) -> Iterator[float]:
     """One flooding client, reconnecting between series of bursts."""
     yield sim.rng.uniform(0.0, 1.0) * scale
-    yield from _flood_client(sim, net, scale)
+    plan = random.Random(sim.rng.getrandbits(64))
+    yield from _flood_client(sim, net, plan, scale)
 
 
 # -- slowite ----------------------------------------------------------------------

@@ -12,13 +12,17 @@ have timeouts; threads are joined before a driver returns.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import heapq
 import logging
 import random
 import socket
+import struct
+import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mqttids.lab import attacks, fuzz, home
@@ -34,6 +38,8 @@ SCALE = 0.05  # live time runs twenty times faster than the simulated home
 _SOCKET_TIMEOUT = 2.0
 _MAX_ATTEMPTS = 100_000  # connections one attack driver may open, whatever the deadline
 _MAX_SLOW_CONNECTIONS = 300
+_SEND_BUFFER = 256 * 1024
+_DRAIN_SECONDS = 2.0
 
 
 @dataclass
@@ -63,10 +69,15 @@ class LiveContext:
 
 
 def dial(ctx: LiveContext) -> socket.socket:
-    """A TCP connection to the broker with an Ethernet-sized MSS, as on a home network."""
+    """A TCP connection to the broker with an Ethernet-sized MSS, as on a home network.
+
+    The send buffer is capped so that a client cannot queue megabytes the
+    broker reads only after the class's recording has ended.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, MSS)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
     sock.settimeout(_SOCKET_TIMEOUT)
     try:
         sock.connect((ctx.host, ctx.port))
@@ -74,6 +85,31 @@ def dial(ctx: LiveContext) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+@contextlib.contextmanager
+def connection(ctx: LiveContext) -> Iterator[socket.socket]:
+    """``dial``, and on the way out wait (a little) until the broker has taken what was sent."""
+    sock = dial(ctx)
+    try:
+        yield sock
+    finally:
+        _wait_sent(sock, _DRAIN_SECONDS)
+        sock.close()
+
+
+def _wait_sent(sock: socket.socket, limit: float) -> None:
+    """Until the kernel holds no unacknowledged bytes of ``sock`` (TIOCOUTQ), or ``limit``."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                    b"\0\0\0\0"))[0]
+        except OSError:
+            return
+        if queued == 0:
+            return
+        time.sleep(0.01)
 
 
 def read_packet(sock: socket.socket) -> tuple[int, bytes] | None:
@@ -282,7 +318,7 @@ def dos(ctx: LiveContext) -> None:
 
 def _malaria_worker(ctx: LiveContext, cid: str, count: int, qos: int, payloads: list[bytes],
                     rng: random.Random) -> None:
-    with dial(ctx) as sock:
+    with connection(ctx) as sock:
         sock.sendall(mq.connect(cid, keepalive=60))
         if read_packet(sock) is None:
             return
@@ -300,25 +336,39 @@ def _malaria_worker(ctx: LiveContext, cid: str, count: int, qos: int, payloads: 
 
 
 def flood(ctx: LiveContext) -> None:
-    """One client sending bursts of PUBLISH, reconnecting between series."""
-    rng = ctx.rng
+    """One client sending bursts of PUBLISH, reconnecting between series.
+
+    The attacker's decisions come from the same ``plan`` stream as in the
+    synthetic flood, so one seed gives the same bursts in both.
+    """
     templates = PublishTemplates(limit=64)
-    ctx.sleep(rng.uniform(0.0, 1.0) * ctx.scale)
+    ctx.sleep(ctx.rng.uniform(0.0, 1.0) * ctx.scale)
+    plan = random.Random(ctx.rng.getrandbits(64))
     for _ in range(_MAX_ATTEMPTS):
         if not ctx.running():
             return
-        version = mq.V5 if rng.random() < 0.3 else mq.V311
-        with dial(ctx) as sock:
-            sock.sendall(mq.connect(f"flooder-{rng.getrandbits(32):08x}", version=version,
-                                    keepalive=60))
-            if read_packet(sock) is None:
-                return
-            for burst in range(rng.randint(3, 30)):
-                if not ctx.sleep(rng.uniform(0.2, 3.0) * ctx.scale):
-                    break
-                sock.sendall(attacks.flood_burst(rng, version, templates, small=burst == 0))
-            sock.sendall(mq.disconnect(version=version))
-        ctx.sleep(rng.uniform(2.0, 30.0) * ctx.scale)
+        version = mq.V5 if plan.random() < 0.3 else mq.V311
+        cid = f"flooder-{plan.getrandbits(32):08x}"
+        try:
+            _flood_connection(ctx, plan, templates, version, cid)
+        except (TimeoutError, ConnectionError) as exc:
+            # A broker that stops reading is what a flood is for; start over.
+            log.info("flood: the broker choked (%s); reconnecting", exc)
+        ctx.sleep(plan.uniform(2.0, 30.0) * ctx.scale)
+
+
+def _flood_connection(ctx: LiveContext, plan: random.Random, templates: PublishTemplates,
+                      version: int, cid: str) -> None:
+    with connection(ctx) as sock:
+        sock.sendall(mq.connect(cid, version=version, keepalive=60))
+        if read_packet(sock) is None:
+            return
+        sock.settimeout(max(_SOCKET_TIMEOUT, ctx.deadline - time.monotonic() + 1.0))
+        for burst in range(plan.randint(3, 30)):
+            if not ctx.sleep(plan.uniform(0.2, 3.0) * ctx.scale):
+                break
+            sock.sendall(attacks.flood_burst(plan, version, templates, small=burst == 0))
+        sock.sendall(mq.disconnect(version=version))
 
 
 # -- slowite ----------------------------------------------------------------------
@@ -377,7 +427,7 @@ def _fuzz_worker(ctx: LiveContext, rng: random.Random, pause: float) -> None:
 
 
 def _fuzz_attempt(ctx: LiveContext, rng: random.Random, case: fuzz.FuzzCase) -> None:
-    with dial(ctx) as sock:
+    with connection(ctx) as sock:
         if case.connect_first:
             sock.sendall(mq.connect(f"fuzz-{rng.getrandbits(24):06x}", version=case.version,
                                     keepalive=60))
@@ -413,7 +463,7 @@ def _brute_worker(ctx: LiveContext, guesses: list[tuple[str, str]], version: int
     for user, password in guesses:
         if not ctx.running():
             return
-        with dial(ctx) as sock:
+        with connection(ctx) as sock:
             sock.sendall(mq.connect(attacks.brute_client_id(rng, ids, version),
                                     version=version, keepalive=60, username=user,
                                     password=password))

@@ -42,7 +42,8 @@ MAX_SECONDS = 3600.0
 LOOPBACK = "127.0.0.1"
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
-_SETTLE = 0.3  # seconds for the last segments of a class to reach the capture
+_QUIET = 0.3  # seconds without a new frame that end a class's capture
+_QUIET_LIMIT = 5.0  # longest wait for the last segments of a class
 
 
 def find_capture_tool() -> tuple[str, str]:
@@ -226,6 +227,20 @@ class Capture:
             os.chown(self.out, os.getuid(), os.getgid())
 
 
+def _wait_quiet(pcap: Path) -> None:
+    """Wait until the capture has seen nothing new for a moment: the class's last FINs."""
+    deadline = time.monotonic() + _QUIET_LIMIT
+    size, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_size = pcap.stat().st_size if pcap.exists() else 0
+        if now_size != size:
+            size, since = now_size, time.monotonic()
+        elif time.monotonic() - since >= _QUIET:
+            return
+        time.sleep(0.05)
+    log.info("%s still growing after %.0f s; stopping its capture", pcap.name, _QUIET_LIMIT)
+
+
 def _stop(proc: subprocess.Popen, sig: int) -> None:
     """Ask a child to stop, then insist."""
     if proc.poll() is None:
@@ -320,13 +335,15 @@ def record_scenario(out_dir: str | Path, seconds: float = DEFAULT_SECONDS,
         live._paho()
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="mqttids-lab-") as tmp, \
-            Broker(mosquitto, Path(tmp), out / "broker.log") as broker:
-        for kind in kinds:
-            results[kind] = _record_class(kind, tool, broker.port, out, seconds,
-                                          class_rng(seed, kind))
-            if progress is not None:
-                progress(1)
+    with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="mqttids-lab-") as tmp:
+        with Capture(tool, free_port(), Path(tmp) / "probe.pcap"):
+            pass  # capture rights are checked before anything else starts
+        with Broker(mosquitto, Path(tmp), out / "broker.log") as broker:
+            for kind in kinds:
+                results[kind] = _record_class(kind, tool, broker.port, out, seconds,
+                                              class_rng(seed, kind))
+                if progress is not None:
+                    progress(1)
     if rows:
         for kind in kinds:
             results[kind].update(write_class_rows(kind, out / f"{kind}.pcap",
@@ -350,5 +367,5 @@ def _record_class(kind: str, tool: tuple[str, str], port: int, out: Path, second
             live.drive(kind, ctx)
         finally:
             ctx.stop.set()
-        time.sleep(_SETTLE)
+        _wait_quiet(pcap)
     return {"pcap": str(pcap), "packets": count_frames(pcap), "bytes": pcap.stat().st_size}

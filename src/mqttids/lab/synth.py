@@ -146,14 +146,17 @@ def check_request(out_dir: str | Path, packets: int, seed: int) -> Path:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"--seed {seed!r} is not a whole number")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"output {out} exists and is not a folder: give -o a folder "
-                             "(it is created when missing)")
     try:
+        if out.exists() and not out.is_dir():
+            raise OutputDirError(f"output {out} exists and is not a folder: give -o a folder "
+                                 "(it is created when missing)")
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputDirError(f"cannot create output folder {out}: {exc.strerror}; "
+        raise OutputDirError(f"cannot use output folder {out}: {exc.strerror}; "
                              "choose a writable place for -o") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputDirError(f"output folder {out} is not writable: choose a writable place "
+                             "for -o")
     return out
 
 
