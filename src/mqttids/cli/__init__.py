@@ -17,7 +17,7 @@ from mqttids import __version__
 from mqttids.config import settings_from
 from mqttids.errors import MqttidsError
 
-COMMANDS = ("extract", "analyze", "ingest", "detect", "report", "lab")
+COMMANDS = ("extract", "analyze", "ingest", "detect", "report", "lab", "train", "evaluate")
 
 log = logging.getLogger("mqttids")
 

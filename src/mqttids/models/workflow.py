@@ -1,0 +1,357 @@
+"""`mqttids train` and `mqttids evaluate` as library calls.
+
+Data arrive through a small source object: :class:`WarehouseData` (the
+normal case: Spark reads the packets table, the networks read Arrow columns
+of it) or :class:`ArrowData` (a table in memory, for benchmarks and tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mqttids import __version__, schema
+from mqttids.errors import UsageError
+from mqttids.models import bundle as bundles
+from mqttids.models import evaluate, spark_ml, torch_nets, tuning
+from mqttids.models.errors import BundleNotFoundError
+from mqttids.models.export import NumpyPipeline
+from mqttids.spark import pipeline as prep
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 1 << 20
+
+
+# -- data sources --------------------------------------------------------------------
+
+class WarehouseData:
+    """Rows from a warehouse opened with mqttids.warehouse.open_warehouse."""
+
+    def __init__(self, wh):
+        self.wh = wh
+
+    def frame(self, spark):
+        return self.wh.spark_read(spark, "packets")
+
+    def arrow(self, split: str, columns: list[str]) -> pa.Table:
+        return self.wh.read_packets_arrow(split=split, columns=columns)
+
+
+class ArrowData:
+    """Rows held in an Arrow table with storage names (benchmarks, tests)."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self._frame = None
+
+    def frame(self, spark):
+        if self._frame is None:
+            keep = [c for c in self.table.column_names if c != "ts"]
+            self._frame = spark.createDataFrame(self.table.select(keep))
+        return self._frame
+
+    def arrow(self, split: str, columns: list[str]) -> pa.Table:
+        t = self.table.filter(pc.equal(self.table.column("split"), split))
+        return t.select(columns)
+
+
+def labelled(df, split: str):
+    """Rows of ``split`` with a known label, plus the label index column."""
+    labels = ", ".join(f"'{x}'" for x in schema.LABELS)
+    return prep.with_label(df.where(f"split = '{split}' AND target IN ({labels})"))
+
+
+def labels_of(table: pa.Table) -> np.ndarray:
+    """Label indices (schema.LABELS order) of an Arrow ``target`` column."""
+    idx = pc.index_in(table.column("target"), pa.array(schema.LABELS))
+    return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def pipeline_matrix(pipe: NumpyPipeline, table: pa.Table) -> np.ndarray:
+    """The float32 input matrix of the networks, built a million rows at a time."""
+    out = np.empty((table.num_rows, pipe.width), dtype=np.float32)
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        out[start:start + CHUNK_ROWS] = pipe.transform(table.slice(start, CHUNK_ROWS))
+    return out
+
+
+# -- training ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `mqttids train` was asked for; defaults are the command's defaults."""
+
+    models: tuple[str, ...] = bundles.KINDS
+    folds: int = tuning.DEFAULT_FOLDS
+    feature_set: str = "flow"
+    time_delta: bool = True
+    seed: int = 0
+    device: str = "auto"
+    tune_rows: int = tuning.DEFAULT_TUNE_ROWS
+    max_epochs: int = torch_nets.DEFAULT_MAX_EPOCHS
+    patience: int = torch_nets.DEFAULT_PATIENCE
+    models_dir: Path = bundles.DEFAULT_MODELS_DIR
+    # Replaces a model's declared grid (tests and benchmarks use small ones).
+    grids: dict | None = None
+
+    def check(self) -> TrainOptions:
+        """Reject bad options before any work starts."""
+        unknown = [m for m in self.models if m not in bundles.KINDS]
+        if unknown or not self.models:
+            raise UsageError(f"--models {','.join(self.models)!r} names unknown models "
+                             f"{unknown}: choose from {','.join(bundles.KINDS)}")
+        if len(set(self.models)) != len(self.models):
+            raise UsageError(f"--models lists a model twice: {','.join(self.models)}")
+        tuning.check_folds(self.folds)
+        if self.feature_set not in ("packet", "flow"):
+            raise UsageError(f"--features must be packet or flow, got {self.feature_set!r}")
+        if self.tune_rows < 100:
+            raise UsageError(f"--tune-rows must be at least 100, got {self.tune_rows}")
+        if self.max_epochs < 1:
+            raise UsageError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+        if any(m in bundles.TORCH_KINDS for m in self.models):
+            torch_nets.resolve_device(self.device)
+        return self
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return schema.feature_columns(self.feature_set, time_delta=self.time_delta)
+
+    def grid(self, kind: str) -> tuple:
+        """The configurations cross-validation searches for ``kind``."""
+        if self.grids and kind in self.grids:
+            return tuple(self.grids[kind])
+        return (spark_ml.GRIDS if kind in bundles.SPARK_KINDS else torch_nets.GRIDS)[kind]
+
+
+@dataclass
+class _Fitted:
+    """State shared by the models of one `train` run."""
+
+    options: TrainOptions
+    spec: prep.PreprocessSpec
+    pipeline_dir: Path
+    tuning_rows: dict = field(default_factory=dict)
+
+
+def train_models(spark, data, options: TrainOptions, wh=None, progress=None) -> list[dict]:
+    """Fit the pipeline, tune and refit each model, save bundles; one summary per model."""
+    options = options.check()
+    models_dir = Path(options.models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    train = labelled(data.frame(spark), "train")
+    prep.check_columns(train, options.features)
+    inputs = [f"`{schema.storage_name(n)}`" for n in options.features]
+    train = train.select(*inputs, "target", prep.LABEL_COL).persist()
+    pipe_dir = bundles.staging_dir(models_dir, "pipeline")
+    try:
+        pm, spec = prep.fit_preprocessing(train, options.features)
+        _check_classes(spec)
+        pm.write().overwrite().save(str(pipe_dir))
+        state = _Fitted(options, spec, pipe_dir)
+        if progress is not None:
+            progress.total(_steps(options))
+        out = []
+        spark_kinds = [m for m in options.models if m in bundles.SPARK_KINDS]
+        torch_kinds = [m for m in options.models if m in bundles.TORCH_KINDS]
+        if spark_kinds:
+            out += _train_spark(state, pm, train, spark_kinds, wh, progress)
+        if torch_kinds:
+            out += _train_torch(state, data, torch_kinds, wh, progress)
+        order = {k: i for i, k in enumerate(options.models)}
+        return sorted(out, key=lambda s: order[s["kind"]])
+    finally:
+        train.unpersist()
+        shutil.rmtree(pipe_dir, ignore_errors=True)
+
+
+def _steps(options: TrainOptions) -> int:
+    return sum(len(options.grid(m)) * options.folds + 1 for m in options.models)
+
+
+def _check_classes(spec: prep.PreprocessSpec) -> None:
+    present = [c for c, n in spec.class_counts.items() if n]
+    if len(present) < 2:
+        raise UsageError(
+            f"train holds only the class(es) {present}: a classifier needs at least two; "
+            "ingest more labelled captures with `mqttids ingest ... --split train --label L`")
+
+
+def _train_spark(state: _Fitted, pm, train, kinds, wh, progress) -> list[dict]:
+    o, spec = state.options, state.spec
+    sample = tuning.spark_sample(train, spec.class_counts, o.tune_rows, o.seed)
+    cv_data = pm.transform(tuning.spark_folds(sample, o.folds, o.seed, spec.sources)) \
+        .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).persist()
+    full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL).persist()
+    try:
+        n_tune = cv_data.count()
+        _log_sample(n_tune, spec.train_rows)
+        out = []
+        for kind in kinds:
+            name = bundles.bundle_name(kind, o.feature_set, o.time_delta)
+            grid = o.grid(kind)
+            rows = tuning.cv_spark(name, kind, grid, cv_data, o.folds, o.seed,
+                                   progress.advance if progress else None)
+            best = tuning.best_config(rows)
+            params = grid[best]
+            started = time.perf_counter()
+            model = spark_ml.fit(kind, full, params, o.seed)
+            log.info("%s refitted on all %d train rows in %.1f s", name, spec.train_rows,
+                     time.perf_counter() - started)
+            staging = _stage(state, name)
+            model.write().overwrite().save(str(staging / bundles.MODEL_DIR))
+            out.append(_finish(state, name, kind, params, rows, best, n_tune, staging, wh, {}))
+            if progress:
+                progress.advance()
+        return out
+    finally:
+        cv_data.unpersist()
+        full.unpersist()
+
+
+def _train_torch(state: _Fitted, data, kinds, wh, progress) -> list[dict]:
+    o, spec = state.options, state.spec
+    table = data.arrow("train", list(spec.sources) + ["target"])
+    table = table.filter(pc.is_in(table.column("target"), pa.array(schema.LABELS)))
+    pipe = NumpyPipeline.load(state.pipeline_dir, spec)
+    x, y = pipeline_matrix(pipe, table), labels_of(table)
+    del table
+    idx = tuning.stratified_sample_indices(y, o.tune_rows, o.seed)
+    _log_sample(len(idx), len(y))
+    x_tune, y_tune = (x, y) if len(idx) == len(y) else (x[idx], y[idx])
+    out = []
+    for kind in kinds:
+        name = bundles.bundle_name(kind, o.feature_set, o.time_delta)
+        grid = o.grid(kind)
+        rows = tuning.cv_torch(name, kind, grid, x_tune, y_tune, o.folds, o.seed,
+                               device=o.device, max_epochs=o.max_epochs, patience=o.patience,
+                               progress=progress.advance if progress else None)
+        best = tuning.best_config(rows)
+        params = grid[best]
+        epochs = min(tuning.refit_epochs(rows, best), o.max_epochs)
+        fit = torch_nets.fit_net(x, y, params, n_classes=len(schema.LABELS), seed=o.seed,
+                                 device=o.device, max_epochs=epochs)
+        log.info("%s refitted on all %d train rows for %d epochs at %.0f rows/s",
+                 name, len(y), epochs, fit.rows_per_s)
+        staging = _stage(state, name)
+        bundles.save_weights(fit.state_dict, staging / bundles.WEIGHTS)
+        network = {"n_in": int(x.shape[1]), "n_out": len(schema.LABELS),
+                   "params": params.to_json(), "epochs": epochs,
+                   "rows_per_s": round(fit.rows_per_s), "device": o.device}
+        out.append(_finish(state, name, kind, params.to_json(), rows, best, len(idx), staging,
+                           wh, {"network": network}))
+        if progress:
+            progress.advance()
+    return out
+
+
+def _log_sample(n_tune: int, n_train: int) -> None:
+    if n_tune < n_train:
+        log.warning("tuning on a stratified sample of %d of the %d train rows; the chosen "
+                    "configuration is refitted on all of them", n_tune, n_train)
+
+
+def _stage(state: _Fitted, name: str) -> Path:
+    staging = bundles.staging_dir(state.options.models_dir, name)
+    shutil.copytree(state.pipeline_dir, staging / bundles.PIPELINE_DIR)
+    return staging
+
+
+def _finish(state: _Fitted, name, kind, params, rows, best, n_tune, staging, wh,
+            extra: dict) -> dict:
+    """Write metadata, publish the bundle, record registry and tuning rows; the summary."""
+    o, spec = state.options, state.spec
+    summary = tuning.summarise(rows)
+    best_summary = next(s for s in summary if s["config"] == best)
+    meta = {
+        "name": name, "kind": kind, "mqttids_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "feature_set": o.feature_set, "time_delta": o.time_delta,
+        "features": list(o.features), "labels": list(schema.LABELS),
+        "preprocessing": spec.to_json(), "params": params, "cv": summary,
+        "train": {"rows": spec.train_rows, "tuning_rows": n_tune, "folds": o.folds,
+                  "seed": o.seed, "class_counts": spec.class_counts,
+                  "fingerprint": spec.fingerprint},
+        "metrics": {"cv_macro_f1": best_summary["mean_macro_f1"]},
+        "versions": bundles.versions(),
+        **extra,
+    }
+    bundle = bundles.publish(staging, meta, o.models_dir)
+    if wh is not None:
+        bundles.register(wh, [bundle])
+        bundles.replace_rows(wh, bundles.TUNING_TABLE, tuning.tuning_table(rows), "model")
+    return {"name": name, "kind": kind, "features": o.feature_set, "time_delta": o.time_delta,
+            "cv": summary, "best_params": params, "train_rows": spec.train_rows,
+            "tuning_rows": n_tune, "bundle": str(bundle.path)}
+
+
+# -- evaluation ----------------------------------------------------------------------
+
+def evaluate_models(spark, data, names: list[str] | None = None,
+                    models_dir: Path = bundles.DEFAULT_MODELS_DIR, wh=None,
+                    png: bool = True) -> list[dict]:
+    """Score each bundle on the test split; update its metadata and the registry."""
+    names = names or bundles.list_bundles(models_dir)
+    if not names:
+        raise BundleNotFoundError(f"no model bundles in {models_dir}: run `mqttids train` first")
+    loaded = [bundles.load_bundle(n, models_dir) for n in names]
+    frame = data.frame(spark)
+    test, train = labelled(frame, "test"), labelled(frame, "train")
+    if test.limit(1).count() == 0:
+        raise UsageError("there are no labelled test rows to evaluate on: load some with "
+                         "`mqttids ingest SOURCE --split test --label LABEL`")
+    flagged: dict = {}
+    ceilings: dict = {}
+    out = []
+    try:
+        for b in loaded:
+            if b.features not in flagged:
+                flagged[b.features] = evaluate.mark_unseen(test, train, b.features).persist()
+            td = bool(b.meta["time_delta"])
+            if td not in ceilings:
+                ceilings[td] = evaluate.ceiling(test, td)
+            y, p, unseen = _predict_test(b, flagged[b.features])
+            rep = evaluate.report(y, p, unseen, ceilings[td])
+            if png:
+                evaluate.confusion_png(np.asarray(rep["confusion"]["matrix"]),
+                                       b.path / bundles.CONFUSION_PNG, f"{b.name} on test")
+            rep["evaluated"] = dt.datetime.now(dt.timezone.utc).isoformat()
+            b.meta.setdefault("metrics", {})["test"] = rep
+            b.save_metadata()
+            out.append({"name": b.name, **rep,
+                        "png": str(b.path / bundles.CONFUSION_PNG) if png else None})
+        if wh is not None:
+            bundles.register(wh, loaded)
+        return out
+    finally:
+        for df in flagged.values():
+            df.unpersist()
+
+
+def _predict_test(b: bundles.Bundle, flagged) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true label, predicted label, unseen flag) per test row."""
+    if b.kind in bundles.SPARK_KINDS:
+        from pyspark.ml import PipelineModel
+
+        pm = PipelineModel.load(str(b.path / bundles.PIPELINE_DIR))
+        model = spark_ml.load_model(b.kind, str(b.path / bundles.MODEL_DIR))
+        t = model.transform(pm.transform(flagged)).selectExpr(
+            "CAST(label AS INT) AS label", "CAST(prediction AS INT) AS prediction",
+            evaluate.UNSEEN_COL).toArrow()
+        pred = np.asarray(t.column("prediction").to_numpy(zero_copy_only=False))
+    else:
+        cols = [f"`{c}`" for c in b.spec.sources]
+        t = flagged.select(*cols, "label", evaluate.UNSEEN_COL).toArrow()
+        pred = bundles.Scorer(b, device="auto").predict(t)
+    y = np.asarray(t.column("label").to_numpy(zero_copy_only=False), dtype=np.int64)
+    unseen = np.asarray(t.column(evaluate.UNSEEN_COL).to_numpy(zero_copy_only=False), dtype=bool)
+    return y, np.asarray(pred, dtype=np.int64), unseen
