@@ -396,3 +396,27 @@ def test_cli_report_errors_are_one_line(tmp_path, capsys):
                  str(tmp_path / "missing.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mqttids: error: alerts file" in err
+
+
+@pytest.mark.postgres
+def test_gather_reads_the_same_tables_from_postgresql(pg_dsn, pg_warehouse, monkeypatch):
+    from mqttids.detect.alerts import Alert
+    from mqttids.detect.sinks import alerts_table
+    from mqttids.spark.analysis_tables import analysis_tables
+    from mqttids.warehouse import open_warehouse
+
+    monkeypatch.setenv("MQTTIDS_PG_SCHEMA", pg_warehouse)
+    with open_warehouse(pg_dsn) as wh:
+        for name, t in analysis_tables(analysis_result()).items():
+            wh.write_table(name, t)
+        ts = int(T0.timestamp() * 1e6)
+        wh.write_table("alerts", alerts_table(
+            [Alert(ts, "f1", "10.0.0.9", "10.0.0.1", 4000, 1883, EVIL, "flood", 0.9, {"n": 2})],
+            "rf"), mode="append")
+    inputs = gather(pg_dsn)
+    assert inputs.warehouse == pg_dsn and inputs.warehouse_note is None
+    assert {r["target"]: r["rows"] for r in inputs.analysis["analysis_class_balance"]
+            if r["split"] == "test"}["dos"] == 220
+    assert len(inputs.analysis["analysis_profile"]) == len(schema.FEATURES)
+    assert inputs.alerts.total == 1 and inputs.alerts.latest[0]["client_id"] == EVIL
+    assert inputs.alerts.latest[0]["evidence"] == {"n": 2}
