@@ -312,34 +312,31 @@ def trained_bundle_meta(name: str, kind: str, grid: list[dict], evaluated: bool)
 
 
 def test_train_and_evaluate_outputs_fill_the_models_and_tuning_sections(tmp_path):
-    """Bundle metadata, registry rows and the tuning table, made by the models stage's code."""
-    from mqttids.models.bundle import Bundle, registry_row
+    """Bundle metadata, the registry and the tuning table, written by the models stage's code."""
+    pytest.importorskip("mqttids.warehouse.parquet")
+    from mqttids.models.bundle import TUNING_TABLE, Bundle, register, replace_rows
     from mqttids.models.tuning import tuning_table
-    from mqttids.report.inputs import TUNING_TABLE, bundle_records, read_tables
-    from mqttids.report.models_view import tuning_records
+    from mqttids.report.inputs import bundle_records
+    from mqttids.warehouse import open_warehouse
 
     rf_meta, rf_rows = trained_bundle_meta("rf-packet", "rf", [
         {"numTrees": 50, "maxDepth": 12}, {"numTrees": 50, "maxDepth": 20}], evaluated=True)
     dnn_meta, dnn_rows = trained_bundle_meta("dnn-packet", "dnn", [
         {"hidden": [256, 128], "dropout": 0.1}, {"hidden": [256, 128], "dropout": 0.3}],
         evaluated=False)
-    registry = [registry_row(Bundle(tmp_path / m["name"], m)) for m in (rf_meta, dnn_meta)]
+    models = tmp_path / "models"
     for m in (rf_meta, dnn_meta):
-        (tmp_path / m["name"]).mkdir()
-        (tmp_path / m["name"] / "metadata.json").write_text(json.dumps(m))
+        (models / m["name"]).mkdir(parents=True)
+        (models / m["name"] / "metadata.json").write_text(json.dumps(m))
+    url = f"parquet:{tmp_path / 'wh'}"
+    with open_warehouse(url) as wh:
+        register(wh, [Bundle(models / m["name"], m) for m in (rf_meta, dnn_meta)])
+        replace_rows(wh, TUNING_TABLE, tuning_table(rf_rows + dnn_rows), "model")
 
-    class Store:  # what read_tables needs of a warehouse
-        tables = {TUNING_TABLE: tuning_table(rf_rows + dnn_rows)}
-
-        def table_names(self):
-            return list(self.tables)
-
-        def read_table(self, name):
-            return self.tables.get(name)
-
-    tuning = tuning_records(read_tables(Store(), (TUNING_TABLE,))[TUNING_TABLE])
-    for records in (registry + tuning, bundle_records(tmp_path)):
-        views = {v.name: v for v in model_views(records)}
+    from_warehouse = gather(url).models
+    from_bundles = model_views(bundle_records(models))
+    for views in (from_warehouse, from_bundles):
+        views = {v.name: v for v in views}
         rf, dnn = views["rf-packet"], views["dnn-packet"]
         assert (rf.name, rf.features, rf.accuracy, rf.ceiling) == (
             "rf-packet", "packet, without tcp.time_delta", 0.9, 0.905)
@@ -350,8 +347,7 @@ def test_train_and_evaluate_outputs_fill_the_models_and_tuning_sections(tmp_path
             (12, 0.801, False), (20, 0.821, True)]
         assert rf.cv[0].std == pytest.approx(0.000816, abs=1e-6)
         assert not dnn.evaluated and len(dnn.cv) == 2 and dnn.cv[1].best
-    inputs = ReportInputs()
-    inputs.models = model_views(registry + bundle_records(tmp_path) + tuning)  # as gather() does
+    inputs = gather(url, models_dir=models)
     page = render_page(inputs)
     assert "Tuned on a stratified sample of 1,000 of the 10,000 train rows" in page
     assert page.count("data:image/png") == 5  # ceiling, F1, rf confusion, 2 CV plots

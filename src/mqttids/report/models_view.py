@@ -27,6 +27,7 @@ GENERIC = {"mean_macro_f1": "macro-F1", "mean_accuracy": "accuracy", "macro_f1":
 # Per-fold lists a row may hold beside its mean, for the spread.
 FOLD_KEYS = {"mean_macro_f1": "macro_f1", "mean_accuracy": "accuracy", "mean": "fold_scores",
              "mean_score": "fold_scores", "score": "scores"}
+NO_TIME_DELTA = "-no-time-delta"
 STD_KEYS = ("std", "std_score", "stddev")
 # Keys of a flat CV row that are figures, not hyperparameters.
 NOT_PARAMS = set(SCORE_KEYS) | set(STD_KEYS) | {
@@ -153,9 +154,11 @@ def _feature_set(record: dict) -> str | None:
     name = record.get("feature_set")
     if not isinstance(name, str):
         name = record.get("features") if isinstance(record.get("features"), str) else None
-    if name is not None and record.get("time_delta") is False:
-        name += ", without tcp.time_delta"
-    return name
+    if name is None:
+        return None
+    if name.endswith(NO_TIME_DELTA):  # the registry's spelling
+        return name[:-len(NO_TIME_DELTA)] + ", without tcp.time_delta"
+    return name + (", without tcp.time_delta" if record.get("time_delta") is False else "")
 
 
 def _set(view: ModelView, attr: str, value) -> None:
