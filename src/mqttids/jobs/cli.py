@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from mqttids.cli.common import print_json
@@ -96,7 +97,22 @@ def job_session(master: str | None):
     from mqttids.spark.session import get_spark
 
     chosen = master or SparkConf().get("spark.master", None) or "local[*]"
+    if chosen.startswith("local"):
+        # Python workers of a local run are this interpreter, the one with mqttids in it.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return get_spark(chosen, app_name="mqttids-jobs")
+
+
+def check_args(args) -> None:
+    """Refuse bad options before a Spark session starts (that takes seconds)."""
+    if args.job == "ingest-csv":
+        from mqttids.warehouse.base import check_ingest_options
+
+        check_ingest_options(args.split, args.label, ())
+    elif args.job == "train":
+        from mqttids.jobs.train import options_from
+
+        options_from(args)
 
 
 def run_job(args, spark) -> dict:
@@ -126,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spark = None
     try:
+        check_args(args)
         spark = job_session(args.master)
         result = run_job(args, spark)
         if args.result:
