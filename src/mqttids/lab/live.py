@@ -3,7 +3,9 @@
 The drivers play what :mod:`mqttids.lab.legit` and :mod:`mqttids.lab.attacks`
 simulate, from the same description (:mod:`mqttids.lab.home`) and the same
 packet builders, with every interval shrunk by ``scale`` so that seconds of
-recording hold a useful sample. Attack clients speak raw MQTT over sockets so
+recording hold a useful sample. Keep-alives are not shrunk: they are a field
+of every CONNECT, and a model trained on synthetic rows must see the same
+values in recorded ones (the price: a short recording holds no PINGREQ). Attack clients speak raw MQTT over sockets so
 that they can send what no library would (fuzzed packets, half CONNECTs).
 
 Every loop here is bounded twice: by the deadline and by a count. Sockets
@@ -53,6 +55,10 @@ class LiveContext:
     stop: threading.Event = field(default_factory=threading.Event)
     scale: float = SCALE
     errors: list[str] = field(default_factory=list)
+    # Called when the deadline passes, before long-lived clients hang up: the
+    # recorder stops its capture there, so a recording of the home is a window
+    # into running traffic (as MQTTset's are), not a shutdown.
+    before_stop: Callable[[], None] | None = None
 
     def running(self) -> bool:
         return not self.stop.is_set() and time.monotonic() < self.deadline
@@ -252,11 +258,13 @@ def legitimate(ctx: LiveContext) -> None:
         for sub in home.SUBSCRIBERS:
             client = home_clients.make(
                 sub.name, f"{sub.name}-{rng.getrandbits(32):08x}", sub.version, True,
-                home.scaled_keepalive(sub.keepalive, ctx.scale), sub.version == mq.V5)
+                sub.keepalive, sub.version == mq.V5)
             if sub.name == "controller":
                 client.on_message = home_clients.on_controller_message
             client.subscribe(list(sub.subscriptions))
         _drive_sensors(ctx, home_clients)
+        if ctx.before_stop is not None:
+            ctx.before_stop()
     finally:
         home_clients.stop()
 
@@ -290,7 +298,7 @@ def _connect_sensor(ctx: LiveContext, home_clients: _HomeClients, spec: home.Sen
                     rng: random.Random) -> None:
     client = home_clients.make(
         spec.name, f"{spec.room}-{spec.name}-{rng.getrandbits(24):06x}", spec.version,
-        spec.credentials, home.scaled_keepalive(spec.keepalive, ctx.scale), True,
+        spec.credentials, spec.keepalive, True,
         will=(spec.status_topic, b"offline", 1, True))
     if spec.subscriptions:
         client.on_message = home_clients.on_fan_message

@@ -219,17 +219,21 @@ class Capture:
             raise RecordError(f"{name} stopped at start (code {self.proc.returncode}): "
                               f"{message}")
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """Stop capturing (SIGINT, so the file is complete); safe to call twice."""
         if self.proc is not None:
             _stop(self.proc, signal.SIGINT)
             self.proc = None
         if self.out.exists() and os.geteuid() == 0:
             os.chown(self.out, os.getuid(), os.getgid())
 
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
-def _wait_quiet(pcap: Path) -> None:
+
+def _wait_quiet(pcap: Path, limit: float = _QUIET_LIMIT) -> None:
     """Wait until the capture has seen nothing new for a moment: the class's last FINs."""
-    deadline = time.monotonic() + _QUIET_LIMIT
+    deadline = time.monotonic() + limit
     size, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         now_size = pcap.stat().st_size if pcap.exists() else 0
@@ -238,7 +242,7 @@ def _wait_quiet(pcap: Path) -> None:
         elif time.monotonic() - since >= _QUIET:
             return
         time.sleep(0.05)
-    log.info("%s still growing after %.0f s; stopping its capture", pcap.name, _QUIET_LIMIT)
+    log.info("%s still growing after %.1f s; stopping its capture", pcap.name, limit)
 
 
 def _stop(proc: subprocess.Popen, sig: int) -> None:
@@ -361,7 +365,8 @@ def _record_class(kind: str, tool: tuple[str, str], port: int, out: Path, second
     pcap = out / f"{kind}.pcap"
     log.info("recording %s for %.1f s into %s", kind, seconds, pcap)
     ctx = live.LiveContext(LOOPBACK, port, time.monotonic() + seconds, rng)
-    with Capture(tool, port, pcap):
+    with Capture(tool, port, pcap) as capture:
+        ctx.before_stop = capture.stop
         try:
             ctx.deadline = time.monotonic() + seconds
             live.drive(kind, ctx)
