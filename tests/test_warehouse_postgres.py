@@ -71,8 +71,9 @@ def test_values_round_trip_exactly(wh, tmp_path):
 
 
 @pytest.mark.parametrize("column, value", [
-    ("target", "'worm'"), ("split", "'dev'"), ("tcp_len", "-1"), ("tcp_flags", "5000"),
-    ("tcp_time_delta", "'NaN'"), ("mqtt_conflag_passwd", "2"), ("sport", "70000"),
+    ("target", "'worm'"), ("split", "'dev'"), ("tcp_len", "-1"), ("mqtt_len", "-1"),
+    ("tcp_time_delta", "'NaN'"), ("tcp_time_delta", "'-Infinity'"), ("sport", "70000"),
+    ("ctx_flow_bytes", "-5"), ("frame", "0"),
 ])
 def test_constraints_refuse_what_the_loader_refuses(wh, pg_dsn, pg_warehouse, column, value):
     s = pg_warehouse
