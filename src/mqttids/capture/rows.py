@@ -207,7 +207,7 @@ class FrameDecoder:
         src, dst, sport, dport = conn.ends[side]
         to_broker = 1 if dport in self.ports else 0
         # A corrupt pcapng time stamp can pass what Arrow's int64 microseconds hold.
-        ts_us = ts_ns // 1000 if ts_ns < _MAX_TS_NS else None
+        ts_us = ts_ns // 1000 if -_MAX_TS_NS < ts_ns < _MAX_TS_NS else None
         count = len(messages)
         prov = (self.label, None, self.source, frame_no)
         if self.per_message:
