@@ -291,11 +291,12 @@ def test_per_message_rows_carry_the_client_id_after_the_whole_packet():
     assert_decoders_agree(pb.pcap_bytes(c.packets), per_message=True)
 
 
-def test_time_stamps_past_the_timestamp_range_agree():
+@pytest.mark.parametrize("tsoffset,tsresol,ticks", [(None, 0, (1 << 64) - 1),
+                                                     (-(1 << 63), None, 5_000_000)])
+def test_time_stamps_past_the_timestamp_range_agree(tsoffset, tsresol, ticks):
     c = conversation(4, [(True, pb.publish("t", b"x"))])
-    frames = [epb("<", 0, (1 << 64) - 1 - i, pb.link(1, ip)) for i, (_, ip) in
-              enumerate(c.packets)]
-    data = shb("<") + idb("<", 1, tsresol=0) + b"".join(frames)
+    frames = [epb("<", 0, ticks - i, pb.link(1, ip)) for i, (_, ip) in enumerate(c.packets)]
+    data = shb("<") + idb("<", 1, tsresol=tsresol, tsoffset=tsoffset) + b"".join(frames)
     assert_decoders_agree(data)
     ts = pa.Table.from_batches(run(io.BytesIO(data), False)[0]).column("ts")
     assert ts.null_count == ts.length() > 0

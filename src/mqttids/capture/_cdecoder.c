@@ -644,6 +644,33 @@ static int properties(const uint8_t *p, size_t pos, size_t end, size_t *size)
     return 0;
 }
 
+/* The will topic and message of a CONNECT; *at moves past them. */
+static int m_will(const uint8_t *p, size_t *at, size_t end, uint32_t version, Msg *m)
+{
+    uint32_t n;
+    size_t sz, pos = *at;
+    if (version == 5) {
+        if (properties(p, pos, end, &sz) < 0)
+            return -1;
+        pos += sz;
+    }
+    U16(n, pos);
+    SETV(m, F_WILLTOPIC_LEN, n);
+    pos += 2;
+    if (n > 0) {
+        NEED(pos, n);
+        SETS(m, F_WILLTOPIC, p + pos, n);
+        pos += n;
+    }
+    U16(n, pos);
+    SETV(m, F_WILLMSG_LEN, n);
+    pos += 2;
+    NEED(pos, n);
+    SETS(m, F_WILLMSG, p + pos, n);
+    *at = pos + n;
+    return 0;
+}
+
 static int m_connect(const uint8_t *p, size_t pos, size_t end, int64_t length, Msg *m)
 {
     uint32_t n, version, flags, x;
@@ -684,27 +711,8 @@ static int m_connect(const uint8_t *p, size_t pos, size_t end, int64_t length, M
     m->cid = p + pos;
     m->cid_len = n;
     pos += n;
-    if (flags & 0x04) {
-        if (version == 5) {
-            if (properties(p, pos, end, &sz) < 0)
-                return -1;
-            pos += sz;
-        }
-        U16(n, pos);
-        SETV(m, F_WILLTOPIC_LEN, n);
-        pos += 2;
-        if (n > 0) {
-            NEED(pos, n);
-            SETS(m, F_WILLTOPIC, p + pos, n);
-            pos += n;
-        }
-        U16(n, pos);
-        SETV(m, F_WILLMSG_LEN, n);
-        pos += 2;
-        NEED(pos, n);
-        SETS(m, F_WILLMSG, p + pos, n);
-        pos += n;
-    }
+    if ((flags & 0x04) && m_will(p, &pos, end, version, m) < 0)
+        return -1;
     if ((flags & 0x80) && pos < end) {
         U16(n, pos);
         pos += 2;
@@ -1516,36 +1524,43 @@ static int note_connect(Decoder *d, Conn *c, const Msg *m)
     return 0;
 }
 
-/* FrameDecoder._rows: the cut messages of one segment -> rows. */
+/* FrameDecoder._rows with per_message: one row per message. */
+static int emit_message_rows(Decoder *d, Conn *c, const View *v, RowCtx *x)
+{
+    Msg m;
+    int64_t count = (int64_t)d->n_cuts, first = d->nrows;
+    for (int64_t i = 0; i < count; i++) {
+        const Cut *k = &d->cuts[i];
+        decode_message(v->buf + k->off, k->len, k->hdr, k->length, c->version, &m);
+        if (!k->whole)
+            m.malformed = 1;
+        if (note_connect(d, c, &m) < 0)
+            return -1;
+        c->messages += 1;
+        if (count_message(d, c, &m) < 0 || start_row(d) < 0)
+            return -1;
+        int64_t r = d->nrows;
+        if (put_common(d, c, x, r, i) < 0 || put_fields(d, &m, r) < 0)
+            return -1;
+        put_counters(d, c, r, count, x->to_broker, m.malformed);
+        d->nrows++;
+    }
+    /* client_id is the connection's after the whole packet, as in the reference */
+    for (int64_t r = first; r < d->nrows; r++)
+        if (put_client_id(d, c, r) < 0)
+            return -1;
+    return (int)(d->nrows - first);
+}
+
+/* FrameDecoder._rows: the cut messages of one segment -> rows. A packet row
+ * takes each field from the first message that has it. */
 static int emit_rows(Decoder *d, Conn *c, const View *v, RowCtx *x)
 {
     Msg m, merged;
     int64_t count = (int64_t)d->n_cuts;
     d->mqtt_messages += count;
-    if (d->per_message) {
-        int64_t first = d->nrows;
-        for (int64_t i = 0; i < count; i++) {
-            const Cut *k = &d->cuts[i];
-            decode_message(v->buf + k->off, k->len, k->hdr, k->length, c->version, &m);
-            if (!k->whole)
-                m.malformed = 1;
-            if (note_connect(d, c, &m) < 0)
-                return -1;
-            c->messages += 1;
-            if (count_message(d, c, &m) < 0 || start_row(d) < 0)
-                return -1;
-            int64_t r = d->nrows;
-            if (put_common(d, c, x, r, i) < 0 || put_fields(d, &m, r) < 0)
-                return -1;
-            put_counters(d, c, r, count, x->to_broker, m.malformed);
-            d->nrows++;
-        }
-        /* client_id is the connection's after the whole packet, as in the reference */
-        for (int64_t r = first; r < d->nrows; r++)
-            if (put_client_id(d, c, r) < 0)
-                return -1;
-        return (int)(d->nrows - first);
-    }
+    if (d->per_message)
+        return emit_message_rows(d, c, v, x);
     int malformed = 0;
     merged.has = 0;
     for (int64_t i = 0; i < count; i++) {
@@ -1584,37 +1599,37 @@ static int emit_rows(Decoder *d, Conn *c, const View *v, RowCtx *x)
 
 #define PORT_IN(d, p) ((d)->ports[(p) >> 3] & (1u << ((p) & 7)))
 
-/* FrameDecoder.decode: one frame; returns the rows it gave, -1 on error. */
-static int decode_frame(Decoder *d, int64_t frame_no, i128 ts, uint32_t lt, const uint8_t *p,
-                        size_t n)
-{
-    d->frames++;
-    long ioff = ip_offset(lt, p, n);
-    if (ioff < 0) {
-        if (!link_supported(lt))
-            return note_linktype(d, lt) < 0 ? -1 : 0;
-        return 0;
-    }
-    size_t o = (size_t)ioff, t;
-    int64_t end;
+/* The TCP segment of a frame: rows.tcp_segment and the header fields decode reads. */
+typedef struct {
     const uint8_t *src, *dst;
-    int alen;
-    if (n < o + 20)
+    int alen, doff, flags;
+    size_t t;
+    int64_t end; /* end of the IP payload, as the IP header says */
+    uint32_t sport, dport, seq;
+} Tcp;
+
+/* 1 when the frame holds a TCP segment on a watched port, else 0. IP fragments
+ * are not reassembled, as in the reference. */
+static int tcp_segment(const Decoder *d, uint32_t lt, const uint8_t *p, size_t n, Tcp *s)
+{
+    long ioff = ip_offset(lt, p, n);
+    size_t o = (size_t)ioff;
+    if (ioff < 0 || n < o + 20)
         return 0;
     int ver = p[o] >> 4;
     if (ver == 4) {
         size_t ihl = (size_t)(p[o] & 0x0F) * 4;
         if (p[o + 9] != 6 || ihl < 20 || (rd16(p + o + 6) & 0x3FFF))
             return 0;
-        end = (int64_t)o + rd16(p + o + 2);
-        src = p + o + 12;
-        dst = p + o + 16;
-        alen = 4;
-        t = o + ihl;
+        s->end = (int64_t)o + rd16(p + o + 2);
+        s->src = p + o + 12;
+        s->dst = p + o + 16;
+        s->alen = 4;
+        s->t = o + ihl;
     } else if (ver == 6 && n >= o + 40) {
         int nxt = p[o + 6];
         size_t pos = o + 40;
-        end = (int64_t)o + 40 + rd16(p + o + 4);
+        s->end = (int64_t)o + 40 + rd16(p + o + 4);
         while (nxt == 0 || nxt == 43 || nxt == 60 || nxt == 51) {
             if (n < pos + 8)
                 return 0;
@@ -1624,71 +1639,92 @@ static int decode_frame(Decoder *d, int64_t frame_no, i128 ts, uint32_t lt, cons
         }
         if (nxt != 6)
             return 0;
-        src = p + o + 8;
-        dst = p + o + 24;
-        alen = 16;
-        t = pos;
+        s->src = p + o + 8;
+        s->dst = p + o + 24;
+        s->alen = 16;
+        s->t = pos;
     } else {
         return 0;
     }
+    size_t t = s->t;
     if (n < t + 20)
         return 0;
-    uint32_t sport = rd16(p + t), dport = rd16(p + t + 2), seq = rd32(p + t + 4);
-    uint32_t offflags = rd16(p + t + 12);
-    if (!PORT_IN(d, sport) && !PORT_IN(d, dport))
+    s->sport = rd16(p + t);
+    s->dport = rd16(p + t + 2);
+    s->seq = rd32(p + t + 4);
+    if (!PORT_IN(d, s->sport) && !PORT_IN(d, s->dport))
         return 0;
-    int doff = (int)(offflags >> 12) * 4, flags = (int)(offflags & 0x0FFF);
-    int64_t tcp_len = end - (int64_t)t - doff;
-    if (tcp_len < 0 || doff < 20)
-        return 0;
+    s->doff = (int)(rd16(p + t + 12) >> 12) * 4;
+    s->flags = (int)(rd16(p + t + 12) & 0x0FFF);
+    return 1;
+}
+
+/* The rows of a segment that completed messages of connection c. */
+static int segment_rows(Decoder *d, Conn *c, int side, const Tcp *s, int64_t tcp_len,
+                        double delta, int64_t frame_no, i128 ts, const View *v)
+{
+    RowCtx x;
+    x.flags = s->flags;
+    x.tcp_len = (int32_t)tcp_len;
+    x.delta = delta;
+    x.frame = frame_no;
+    x.has_ts = 0;
+    if (ts < ((i128)1 << 62) && ts > -((i128)1 << 62)) {
+        x.has_ts = 1;
+        x.ts_us = (int64_t)floordiv1000(ts);
+    }
+    x.sport = side ? c->dport : c->sport;
+    x.dport = side ? c->sport : c->dport;
+    x.src = side ? c->dtext : c->stext;
+    x.slen = side ? c->dlen : c->slen;
+    x.dst = side ? c->stext : c->dtext;
+    x.dlen = side ? c->slen : c->dlen;
+    x.to_broker = PORT_IN(d, x.dport) ? 1 : 0;
+    return emit_rows(d, c, v, &x);
+}
+
+/* FrameDecoder.decode: one frame; returns the rows it gave, -1 on error. */
+static int decode_frame(Decoder *d, int64_t frame_no, i128 ts, uint32_t lt, const uint8_t *p,
+                        size_t n)
+{
+    Tcp s;
     int side;
-    Conn *c = connection(d, alen, src, sport, dst, dport, flags, seq, PORT_IN(d, dport) != 0,
-                         &side);
+    d->frames++;
+    if (!link_supported(lt))
+        return note_linktype(d, lt) < 0 ? -1 : 0;
+    if (!tcp_segment(d, lt, p, n, &s))
+        return 0;
+    int64_t tcp_len = s.end - (int64_t)s.t - s.doff;
+    if (tcp_len < 0 || s.doff < 20)
+        return 0;
+    Conn *c = connection(d, s.alen, s.src, s.sport, s.dst, s.dport, s.flags, s.seq,
+                         PORT_IN(d, s.dport) != 0, &side);
     if (c == NULL)
         return -1;
-    RowCtx x;
-    x.delta = c->has_last ? i128_to_double(ts - c->last_ts) / 1e9 : 0.0;
+    double delta = c->has_last ? i128_to_double(ts - c->last_ts) / 1e9 : 0.0;
     c->has_last = 1;
     c->last_ts = ts;
     c->packets += 1;
     c->bytes += tcp_len;
-    if (flags & 0x05)
+    if (s.flags & 0x05)
         c->closed = 1;
     Dir *dir = &c->dirs[side];
     if (tcp_len == 0) {
-        dir_note(dir, seq + (uint32_t)(flags & 1));
+        dir_note(dir, s.seq + (uint32_t)(s.flags & 1));
         return 0;
     }
-    size_t a = t + doff < n ? t + doff : n, b = (size_t)end < n ? (size_t)end : n;
+    size_t a = s.t + s.doff < n ? s.t + s.doff : n, b = (size_t)s.end < n ? (size_t)s.end : n;
     View v = {NULL, 0, 0, 0, 0, 0};
-    if (dir_segment(d, dir, seq, p + a, b - a, &v) < 0) {
+    if (dir_segment(d, dir, s.seq, p + a, b - a, &v) < 0) {
         if (!PyErr_Occurred())
             PyErr_NoMemory();
         return -1;
     }
-    if (flags & 1)
-        dir_note(dir, seq + (uint32_t)tcp_len + 1);
+    if (s.flags & 1)
+        dir_note(dir, s.seq + (uint32_t)tcp_len + 1);
     int rows = 0;
     if (v.active && d->n_cuts > 0) {
-        x.flags = flags;
-        x.tcp_len = (int32_t)tcp_len;
-        x.frame = frame_no;
-        x.has_ts = 0;
-        if (ts < ((i128)1 << 62)) {
-            i128 us = floordiv1000(ts);
-            if (us >= INT64_MIN) {
-                x.has_ts = 1;
-                x.ts_us = (int64_t)us;
-            }
-        }
-        x.sport = side ? c->dport : c->sport;
-        x.dport = side ? c->sport : c->dport;
-        x.src = side ? c->dtext : c->stext;
-        x.slen = side ? c->dlen : c->slen;
-        x.dst = side ? c->stext : c->dtext;
-        x.dlen = side ? c->slen : c->dlen;
-        x.to_broker = PORT_IN(d, x.dport) ? 1 : 0;
-        rows = emit_rows(d, c, &v, &x);
+        rows = segment_rows(d, c, side, &s, tcp_len, delta, frame_no, ts, &v);
         if (rows < 0)
             return -1;
     }
@@ -1804,6 +1840,40 @@ static PyObject *short_block(size_t pos, uint32_t btype, uint32_t blen)
         "is corrupt from there, stopped", pos, (unsigned long)btype, (unsigned long)blen);
 }
 
+/* An enhanced (6), simple (3) or obsolete (2) packet block: the rows of its frame,
+ * -2 when it is skipped, -3 when the capture stops there, -1 on error. */
+static int packet_block(Decoder *d, uint32_t btype, uint32_t blen, size_t pos,
+                        const uint8_t *body, size_t bl)
+{
+    uint32_t caplen, iface;
+    uint64_t ticks;
+    i128 ts = 0;
+    const Iface *f;
+    if (bl < (btype == 3 ? 4u : 16u))
+        return stop_warning(d, short_block(pos, btype, blen)) < 0 ? -1 : -3;
+    if (btype == 3) {
+        uint32_t orig = rd32e(body, d->be);
+        caplen = (uint32_t)(orig < bl - 4 ? orig : bl - 4);
+        d->frame++;
+        return decode_frame(d, d->frame, 0, d->ifaces[0].linktype, body + 4, caplen);
+    }
+    iface = btype == 6 ? rd32e(body, d->be) : rd16e(body, d->be);
+    ticks = ((uint64_t)rd32e(body + 4, d->be) << 32) | rd32e(body + 8, d->be);
+    caplen = rd32e(body + 12, d->be);
+    if (iface >= d->n_ifaces || 20 + (uint64_t)caplen > bl) {
+        if (btype == 2)
+            return -2;
+        PyObject *w = PyUnicode_FromFormat(
+            "packet block at byte %zu names interface %lu or overruns its block; skipped",
+            pos, (unsigned long)iface);
+        return warn(d, w) < 0 ? -1 : -2;
+    }
+    f = &d->ifaces[iface];
+    ts = iface_ts(f, ticks);
+    d->frame++;
+    return decode_frame(d, d->frame, ts, f->linktype, body + 20, caplen);
+}
+
 /* One pcapng block, or a request for more bytes. */
 static int step_pcapng(Decoder *d)
 {
@@ -1821,7 +1891,7 @@ static int step_pcapng(Decoder *d)
         else
             return stop_warning(d, PyUnicode_FromFormat(
                 "section header at byte %zu has a bad byte-order mark; stopped there", pos));
-        d->n_ifaces = 0;
+        d->n_ifaces = 0; /* interfaces are per section */
     }
     uint32_t btype = rd32e(b, d->be), blen = rd32e(b + 4, d->be);
     if (blen < 12 || blen % 4 || (int64_t)blen > d->max_frame)
@@ -1832,60 +1902,19 @@ static int step_pcapng(Decoder *d)
         d->need = blen;
         return R_NEED;
     }
-    const uint8_t *body = b + 8;
-    size_t bl = blen - 12;
     d->pos += blen;
-    uint32_t caplen, iface;
-    uint64_t ticks;
-    const uint8_t *data;
-    i128 ts;
-    uint32_t lt;
-    if (btype == 6) {
-        if (bl < 16)
+    if (btype == 1) {
+        if (blen - 12 < 2)
             return stop_warning(d, short_block(pos, btype, blen));
-        iface = rd32e(body, d->be);
-        ticks = ((uint64_t)rd32e(body + 4, d->be) << 32) | rd32e(body + 8, d->be);
-        caplen = rd32e(body + 12, d->be);
-        if (iface >= d->n_ifaces || 20 + (uint64_t)caplen > bl) {
-            PyObject *w = PyUnicode_FromFormat(
-                "packet block at byte %zu names interface %lu or overruns its block; skipped",
-                pos, (unsigned long)iface);
-            return warn(d, w) < 0 ? -1 : -2;
-        }
-        ts = iface_ts(&d->ifaces[iface], ticks);
-        lt = d->ifaces[iface].linktype;
-        data = body + 20;
-    } else if (btype == 1) {
-        if (bl < 2)
-            return stop_warning(d, short_block(pos, btype, blen));
-        return parse_idb(d, body, bl) < 0 ? -1 : -2;
-    } else if (btype == 3 && d->n_ifaces) {
-        if (bl < 4)
-            return stop_warning(d, short_block(pos, btype, blen));
-        uint32_t orig = rd32e(body, d->be);
-        size_t snap = bl - 4;
-        caplen = (uint32_t)(orig < snap ? orig : snap);
-        ts = 0;
-        lt = d->ifaces[0].linktype;
-        data = body + 4;
-    } else if (btype == 2) {
-        if (bl < 16)
-            return stop_warning(d, short_block(pos, btype, blen));
-        iface = rd16e(body, d->be);
-        ticks = ((uint64_t)rd32e(body + 4, d->be) << 32) | rd32e(body + 8, d->be);
-        caplen = rd32e(body + 12, d->be);
-        if (!(iface < d->n_ifaces && 20 + (uint64_t)caplen <= bl))
-            return -2;
-        ts = iface_ts(&d->ifaces[iface], ticks);
-        lt = d->ifaces[iface].linktype;
-        data = body + 20;
-    } else {
-        return -2;
+        return parse_idb(d, b + 8, blen - 12) < 0 ? -1 : -2;
     }
-    d->frame++;
-    int r = decode_frame(d, d->frame, ts, lt, data, caplen);
+    if (btype != 6 && btype != 2 && !(btype == 3 && d->n_ifaces))
+        return -2;
+    int r = packet_block(d, btype, blen, pos, b + 8, blen - 12);
+    if (r == -3)
+        return R_DONE;
     if (r < 0)
-        return -1;
+        return r;
     return r > 0 && d->nrows >= d->batch_rows ? R_BATCH : -2;
 }
 
@@ -1964,6 +1993,31 @@ static int set_ports(Decoder *d, PyObject *ports)
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* Byte order and time unit from the 4-byte magic number (pcap.PCAP_MAGICS). */
+static int set_format(Decoder *d, const uint8_t *h)
+{
+    static const struct {
+        const char *magic;
+        int be, ts_mult;
+    } pcap[] = {{"\xd4\xc3\xb2\xa1", 0, 1000}, {"\xa1\xb2\xc3\xd4", 1, 1000},
+                {"\x4d\x3c\xb2\xa1", 0, 1}, {"\xa1\xb2\x3c\x4d", 1, 1}};
+    for (size_t i = 0; i < sizeof pcap / sizeof pcap[0]; i++) {
+        if (memcmp(h, pcap[i].magic, 4) == 0) {
+            d->be = pcap[i].be;
+            d->ts_mult = pcap[i].ts_mult;
+            d->state = ST_PCAP_HDR;
+            return 0;
+        }
+    }
+    if (memcmp(h, "\x0a\x0d\x0d\x0a", 4) == 0) {
+        d->be = 0;
+        d->state = ST_PCAPNG;
+        return 0;
+    }
+    PyErr_SetString(PyExc_ValueError, "head is not a pcap or pcapng magic number");
+    return -1;
+}
+
 static int Decoder_init(Decoder *d, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"head", "ports", "per_message", "batch_rows", "max_message",
@@ -1991,23 +2045,8 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kw)
     } else {
         ok = 1;
     }
-    if (ok) {
-        const uint8_t *h = head.buf;
-        if (memcmp(h, "\xd4\xc3\xb2\xa1", 4) == 0) {
-            d->be = 0; d->ts_mult = 1000; d->state = ST_PCAP_HDR;
-        } else if (memcmp(h, "\xa1\xb2\xc3\xd4", 4) == 0) {
-            d->be = 1; d->ts_mult = 1000; d->state = ST_PCAP_HDR;
-        } else if (memcmp(h, "\x4d\x3c\xb2\xa1", 4) == 0) {
-            d->be = 0; d->ts_mult = 1; d->state = ST_PCAP_HDR;
-        } else if (memcmp(h, "\xa1\xb2\x3c\x4d", 4) == 0) {
-            d->be = 1; d->ts_mult = 1; d->state = ST_PCAP_HDR;
-        } else if (memcmp(h, "\x0a\x0d\x0d\x0a", 4) == 0) {
-            d->be = 0; d->state = ST_PCAPNG;
-        } else {
-            PyErr_SetString(PyExc_ValueError, "head is not a pcap or pcapng magic number");
-            ok = 0;
-        }
-    }
+    if (ok && set_format(d, head.buf) < 0)
+        ok = 0;
     if (ok && buf_append(&d->in, head.buf, 4) < 0) {
         PyErr_NoMemory();
         ok = 0;
@@ -2282,6 +2321,11 @@ PyMODINIT_FUNC PyInit__cdecoder(void)
         Py_DECREF(cols);
         goto fail;
     }
+#ifndef CDECODER_SOURCE_SHA256
+#define CDECODER_SOURCE_SHA256 ""
+#endif
+    if (PyModule_AddStringConstant(m, "SOURCE_SHA256", CDECODER_SOURCE_SHA256) < 0)
+        goto fail;
     if (PyModule_AddIntConstant(m, "NEED", R_NEED) < 0
         || PyModule_AddIntConstant(m, "BATCH", R_BATCH) < 0
         || PyModule_AddIntConstant(m, "DONE", R_DONE) < 0)

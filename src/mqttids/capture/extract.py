@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -156,15 +157,17 @@ _C_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "float64": pa.float64(),
 
 
 def _load_cdecoder():
-    """The C decoder module when it is built for this schema, else None."""
+    """The C decoder module when it is built from this source for this schema, else None."""
     try:
         from mqttids.capture import _cdecoder
     except ImportError:
         return None
     made = [(name, _C_TYPES.get(kind)) for name, kind in _cdecoder.COLUMNS]
-    if made != [(f.name, f.type) for f in ARROW_SCHEMA]:
-        log.warning("the C capture decoder was built for another schema; using the slower "
-                    "Python decoder (rebuild it: pip install -e .)")
+    source = Path(__file__).with_name("_cdecoder.c")  # present in a source checkout
+    if made != [(f.name, f.type) for f in ARROW_SCHEMA] or (source.exists() and hashlib.sha256(
+            source.read_bytes()).hexdigest() != _cdecoder.SOURCE_SHA256):
+        log.warning("the C capture decoder was built from an older source or schema; using "
+                    "the slower Python decoder (rebuild it: pip install -e .)")
         return None
     return _cdecoder
 
