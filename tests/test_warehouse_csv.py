@@ -183,8 +183,8 @@ def test_an_empty_file_is_an_error_that_says_so():
 
 def test_the_fast_and_the_careful_path_read_the_same_values():
     rows = [mqttset_row(flags=f, delta=d, target=t, msg=m, msgtype="3")
-            for f, d, t, m in [("0x00000018", "0.5", "dos", "3132"), ("0x0010", "1e-5", "flood", "0"),
-                               ("0", "0", "slowite", "aa")]]
+            for f, d, t, m in [("0x00000018", "0.5", "dos", "3132"),
+                               ("0x0010", "1e-5", "flood", "0"), ("0", "0", "slowite", "aa")]]
     fast, _ = read("\n".join(rows) + "\n")
     careful, _ = read("\n".join(rows) + "\n" + '"' + rows[0] + "\n")  # one broken line
     assert careful == fast

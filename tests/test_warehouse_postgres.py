@@ -55,7 +55,8 @@ def test_a_rerun_is_skipped_and_reported(wh, pg_dsn, pg_warehouse, tmp_path):
     path = write_csv(tmp_path / "a.csv", [mqttset_row()] * 5)
     first = wh.ingest([path], split="train")
     again = wh.ingest([path], split="test")
-    assert again.skipped_sources == [path] and again.batches[0].batch_id == first.batches[0].batch_id
+    assert again.skipped_sources == [path]
+    assert again.batches[0].batch_id == first.batches[0].batch_id
     assert count(pg_dsn, f"SELECT count(*) FROM {pg_warehouse}.packets") == 5
 
 

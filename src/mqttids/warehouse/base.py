@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 
 from mqttids import schema
 from mqttids.errors import UsageError
-from mqttids.warehouse.ddl import FIXED_RESULT_TABLES, INGEST_TABLES, check_table_name, fixed_columns
+from mqttids.warehouse.ddl import (FIXED_RESULT_TABLES, INGEST_TABLES, check_table_name,
+                                   fixed_columns)
 from mqttids.warehouse.errors import TableError
 from mqttids.warehouse.report import BatchReport, IngestReport
 from mqttids.warehouse.sources import Source, open_source

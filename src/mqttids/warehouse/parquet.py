@@ -256,7 +256,8 @@ class ParquetWarehouse(Warehouse):
     def table_names(self) -> list[str]:
         names = set(INGEST_TABLES) | set(FIXED_RESULT_TABLES)
         for entry in os.scandir(self.root):
-            if entry.is_dir() and not entry.name.startswith(".") and self._generation(entry.name)[1]:
+            visible = entry.is_dir() and not entry.name.startswith(".")
+            if visible and self._generation(entry.name)[1]:
                 names.add(entry.name)
         return sorted(names)
 
