@@ -61,7 +61,8 @@ def _analyze_parser(sub) -> None:
                                    "runs; writes the analysis_* tables to the warehouse.")
     p.add_argument("--top-flags", type=_whole("--top-flags", 1), default=5, metavar="X")
     p.add_argument("--top-values", type=_whole("--top-values", 0), default=5, metavar="K")
-    p.add_argument("--conflicts", type=_whole("--conflicts", 0), default=10, metavar="N")
+    p.add_argument("--conflicts", type=_whole("--conflicts", 0), default=10, metavar="N",
+                   help="largest label-conflicting groups to list")
 
 
 def build_parser() -> argparse.ArgumentParser:
