@@ -127,14 +127,35 @@ def log(text: str) -> None:
 
 # -- our loader, in a child whose memory we watch --------------------------------------
 
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a local process (the server's backend), if visible."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _child_load(path: str, dsn: str, pg_schema: str) -> None:
+    import resource
+
     from mqttids.warehouse import open_warehouse
 
     with open_warehouse(dsn, pg_schema=pg_schema) as wh:
+        backend = wh._live().info.backend_pid
+        server_before = _process_cpu(backend)
+        own = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         report = wh.ingest([path], split="train")
         seconds = time.perf_counter() - started
-    sys.stdout.write(json.dumps({"seconds": seconds, **report.to_json()}) + "\n")
+        server_after = _process_cpu(backend)
+    done = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = done.ru_utime + done.ru_stime - own.ru_utime - own.ru_stime
+    server_cpu = None if server_before is None or server_after is None \
+        else server_after - server_before
+    sys.stdout.write(json.dumps({"seconds": seconds, "client_cpu_s": client_cpu,
+                                 "server_cpu_s": server_cpu, **report.to_json()}) + "\n")
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -226,6 +247,10 @@ def load_with_spark_jdbc(path: Path, dsn: str, pg_schema: str) -> dict:
     return {"rows": rows, "seconds": seconds, "partitions": frame.rdd.getNumPartitions()}
 
 
+def _seconds(value: float | None) -> str:
+    return "unknown (server not local)" if value is None else f"{value:.1f} s"
+
+
 def _drop_schema(dsn: str, pg_schema: str) -> None:
     import psycopg
 
@@ -256,7 +281,13 @@ def main(argv: list[str]) -> int:
     print(f"mqttids COPY: {ours['loaded']:,} rows in {ours['seconds']:.1f} s = {rate:,.0f} rows/s "
           f"(target {TARGET_ROWS_PER_S:,}); peak RSS {ours['peak_rss_mb']:.0f} MB, by tenth of "
           f"the run {ours['rss_by_tenth_mb']}; rejected {ours['rejected']}")
+    load = os.getloadavg()[0]
+    print(f"CPU: client {ours['client_cpu_s']:.1f} s, PostgreSQL backend "
+          f"{_seconds(ours['server_cpu_s'])}; load average {load:.1f} on {os.cpu_count()} cores")
     result = {"bench": "ingest", "rows": ours["loaded"], "seconds": round(ours["seconds"], 2),
+              "client_cpu_s": round(ours["client_cpu_s"], 1),
+              "server_cpu_s": ours["server_cpu_s"] and round(ours["server_cpu_s"], 1),
+              "load_average": round(load, 1),
               "rows_per_s": round(rate), "peak_rss_mb": round(ours["peak_rss_mb"]),
               "rss_by_tenth_mb": ours["rss_by_tenth_mb"],
               "target_rows_per_s": TARGET_ROWS_PER_S}

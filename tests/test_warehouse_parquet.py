@@ -82,22 +82,21 @@ def test_split_filter_and_column_choice(wh, csv_file, tmp_path):
 
 def test_a_load_that_fails_part_way_leaves_nothing_and_reruns_once(wh, tmp_path, monkeypatch):
     big = write_csv(tmp_path / "big.csv", [mqttset_row()] * 3000)
-    real = sources_module.MqttsetCsvReader.chunks
+    real = sources_module.MqttsetCsvReader.convert
 
-    def failing(self):
-        for n, chunk in enumerate(real(self)):
-            if n == 2:
-                raise OSError("disk unplugged")
-            yield chunk
+    def failing(self, unit):
+        if unit.first_line > 1000:
+            raise OSError("disk unplugged")
+        return real(self, unit)
 
-    monkeypatch.setattr(sources_module.MqttsetCsvReader, "chunks", failing)
+    monkeypatch.setattr(sources_module.MqttsetCsvReader, "convert", failing)
     monkeypatch.setattr("mqttids.warehouse.csvrows.BLOCK_BYTES", 4096)
     with pytest.raises(OSError, match="unplugged"):
         wh.ingest([big], split="train")
     assert wh.read_packets_arrow().num_rows == 0
     assert wh.read_table("ingest_batches").num_rows == 0
     assert list((wh.root / ".staging").iterdir()) == []
-    monkeypatch.setattr(sources_module.MqttsetCsvReader, "chunks", real)
+    monkeypatch.setattr(sources_module.MqttsetCsvReader, "convert", real)
     assert wh.ingest([big], split="train").loaded == 3000
     assert wh.ingest([big], split="train").loaded == 0
     assert wh.read_packets_arrow().num_rows == 3000

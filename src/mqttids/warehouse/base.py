@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
@@ -58,47 +58,37 @@ def check_ingest_options(split: str, label: str | None, ports: Iterable[int]) ->
     return tuple(out)
 
 
-def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Iterate ``items`` in a worker thread, ``depth`` items ahead.
+def load_workers() -> int:
+    """Threads that convert blocks at once: the cores, at most four (MQTTIDS_LOAD_WORKERS)."""
+    wanted = os.environ.get("MQTTIDS_LOAD_WORKERS")
+    if wanted:
+        try:
+            return max(1, int(wanted))
+        except ValueError:
+            raise UsageError(f"MQTTIDS_LOAD_WORKERS={wanted!r} is not a number of threads; "
+                             "unset it or give a whole number such as 2") from None
+    return max(1, min(4, os.cpu_count() or 1))
 
-    Parsing (Arrow, NumPy: mostly outside the GIL) then overlaps with sending
-    to the database; memory stays bounded by ``depth`` items.
+
+def ordered_map(fn: Callable[[Any], T], items: Iterable[Any], workers: int) -> Iterator[T]:
+    """``map(fn, items)`` on ``workers`` threads, results in input order.
+
+    Arrow and NumPy release the GIL for their heavy work, so blocks are parsed
+    in parallel while the caller sends the previous ones. At most
+    ``workers + 1`` results wait, which bounds memory.
     """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mqttids-load") as pool:
+        pending: deque[Future] = deque()
         try:
             for item in items:
-                if not put((True, item)):
-                    return
-            put((True, done))
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((False, exc))
-
-    worker = threading.Thread(target=produce, name="mqttids-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            ok, item = slots.get()
-            if not ok:
-                raise item
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+                pending.append(pool.submit(fn, item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def storage_columns(columns: Sequence[str] | None) -> list[str]:

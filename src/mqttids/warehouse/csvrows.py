@@ -200,16 +200,21 @@ class MqttsetCsvReader:
                        if schema.BY_NAME[n].kind in _TYPED_KINDS}
         self._strings = {n: pa.string() for n in self.header.names}
 
+    def units(self) -> Iterator[_Block | Reject]:
+        """Blocks of whole lines (or refused overlong lines), in file order: cheap to make."""
+        return _blocks(self._stream, 2, self._block_bytes)
+
+    def convert(self, unit: _Block | Reject) -> RowChunk:
+        """The rows of one unit; units are independent, so threads may convert them."""
+        if isinstance(unit, Reject):
+            return RowChunk(self._empty_schema().empty_table(), [unit])
+        chunk = self._parse_block(unit)
+        chunk.consumed = len(unit.data) + (self._header_bytes if unit.first_line == 2 else 0)
+        return chunk
+
     def chunks(self) -> Iterator[RowChunk]:
-        consumed = self._header_bytes
-        for item in _blocks(self._stream, 2, self._block_bytes):
-            if isinstance(item, Reject):
-                yield RowChunk(self._empty_schema().empty_table(), [item])
-                continue
-            consumed += len(item.data)
-            chunk = self._parse_block(item)
-            chunk.consumed, consumed = consumed, 0
-            yield chunk
+        for unit in self.units():
+            yield self.convert(unit)
 
     def _empty_schema(self) -> pa.Schema:
         return schema.arrow_schema(self.names, storage=True)

@@ -37,13 +37,13 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from mqttids import schema
-from mqttids.warehouse.base import (Progress, Warehouse, check_split, prefetch,
-                                    prepare_result_table, storage_columns)
+from mqttids.warehouse.base import (Progress, Warehouse, check_split, load_workers,
+                                    ordered_map, prepare_result_table, storage_columns)
 from mqttids.warehouse.ddl import (FIXED_RESULT_TABLES, INGEST_BATCHES, INGEST_TABLES, REJECTS,
                                    check_table_name)
 from mqttids.warehouse.errors import TableError, WarehouseError
 from mqttids.warehouse.report import BatchReport
-from mqttids.warehouse.rows import Reject, SourceContext
+from mqttids.warehouse.rows import Reject, RowChunk, SourceContext
 from mqttids.warehouse.sources import Source, open_reader
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,9 @@ class ParquetWarehouse(Warehouse):
         rejects_writer = None
         with open_reader(source, ctx, ports) as reader, \
                 pq.ParquetWriter(staged["packets"], _PACKETS) as writer:
-            for chunk in prefetch(reader.chunks()):
-                writer.write_table(_full_packets(chunk.table))
+            for chunk, full in ordered_map(lambda unit: _converted(reader, unit), reader.units(),
+                                           load_workers()):
+                writer.write_table(full)
                 report.loaded += chunk.table.num_rows
                 report.read += chunk.read
                 rejects.extend(chunk.rejects)
@@ -322,6 +323,11 @@ class ParquetWarehouse(Warehouse):
         if not files:
             return spark.createDataFrame([], spark_schema)
         return spark.read.schema(spark_schema).parquet(*files)
+
+
+def _converted(reader, unit) -> tuple[RowChunk, pa.Table]:
+    chunk = reader.convert(unit)
+    return chunk, _full_packets(chunk.table)
 
 
 def _full_packets(table: pa.Table) -> pa.Table:

@@ -14,15 +14,15 @@ import hashlib
 import logging
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
 
 from mqttids import schema
 from mqttids.errors import MissingDependencyError, UsageError
 from mqttids.warehouse import copytext
-from mqttids.warehouse.base import (Progress, Warehouse, check_split, prefetch,
-                                    prepare_result_table, storage_columns)
+from mqttids.warehouse.base import (Progress, Warehouse, check_split, load_workers,
+                                    ordered_map, prepare_result_table, storage_columns)
 from mqttids.warehouse.ddl import (FIXED_RESULT_TABLES, INGEST_BATCHES, REJECTS, check_table_name,
                                    create_statements, sql_type)
 from mqttids.warehouse.dsn import jdbc_url, mask_dsn, scrub
@@ -202,7 +202,10 @@ class PostgresWarehouse(Warehouse):
             report.batch_id = batch_id
             with cur.copy(f"COPY {self._q('packets')} ({columns}) FROM STDIN (FORMAT csv)") \
                     as copy:
-                for chunk, payload in prefetch(_payloads(reader.chunks(), batch_id)):
+                def convert(unit) -> tuple[RowChunk, memoryview | None]:
+                    return _with_payload(reader.convert(unit), batch_id)
+
+                for chunk, payload in ordered_map(convert, reader.units(), load_workers()):
                     if payload is not None:
                         copy.write(payload)
                     report.loaded += chunk.table.num_rows
@@ -399,16 +402,13 @@ def _describe(arrow_schema: pa.Schema) -> str:
     return "(" + ", ".join(f"{f.name} {f.type}" for f in arrow_schema) + ")"
 
 
-def _payloads(chunks: Iterator[RowChunk], batch_id: int):
-    """Each chunk with its COPY text (batch_id first); made in the prefetch thread."""
-    for chunk in chunks:
-        payload = None
-        rows = chunk.table.num_rows
-        if rows:
-            table = chunk.table.add_column(0, "batch_id",
-                                           pa.repeat(pa.scalar(batch_id, pa.int64()), rows))
-            payload = memoryview(copytext.to_copy_csv(table))
-        yield chunk, payload
+def _with_payload(chunk: RowChunk, batch_id: int) -> tuple[RowChunk, memoryview | None]:
+    """A chunk with its COPY text (batch_id first); made in a worker thread."""
+    rows = chunk.table.num_rows
+    if not rows:
+        return chunk, None
+    table = chunk.table.add_column(0, "batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), rows))
+    return chunk, memoryview(copytext.to_copy_csv(table))
 
 
 def _rejects_csv(rejects: list[Reject], batch_id: int) -> memoryview:

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -160,13 +160,26 @@ class _Counting(io.RawIOBase):
 
 
 class SourceReader(ABC):
-    """The rows of one source: ``names`` (schema order) and ``chunks()``."""
+    """The rows of one source: ``names`` (schema order), ``units()`` and ``convert(unit)``.
+
+    Units come in input order and are cheap to make (a block of lines, a
+    decoded batch); converting one (parsing, checking) is the costly part and
+    needs nothing from other units, so a loader may convert several at once.
+    """
 
     names: tuple[str, ...]
 
     @abstractmethod
+    def units(self) -> Iterator[Any]:
+        """Pieces of the input, in order."""
+
+    @abstractmethod
+    def convert(self, unit: Any) -> RowChunk:
+        """Checked rows and rejects of one piece."""
+
     def chunks(self) -> Iterator[RowChunk]:
-        """Checked rows and rejects, a block at a time."""
+        for unit in self.units():
+            yield self.convert(unit)
 
     def close(self) -> None:
         pass
@@ -188,8 +201,11 @@ class CsvSourceReader(SourceReader):
             raise
         self.names = self._reader.names
 
-    def chunks(self) -> Iterator[RowChunk]:
-        return self._reader.chunks()
+    def units(self) -> Iterator[Any]:
+        return self._reader.units()
+
+    def convert(self, unit: Any) -> RowChunk:
+        return self._reader.convert(unit)
 
     def close(self) -> None:
         self._stream.close()
@@ -255,16 +271,19 @@ class ParquetSourceReader(SourceReader):
         self._ctx = ctx
         self._size = source.size
 
-    def chunks(self) -> Iterator[RowChunk]:
+    def units(self) -> Iterator[tuple[pa.RecordBatch, int]]:
         first = 0
-        total = max(self._file.metadata.num_rows, 1)
         for batch in self._file.iter_batches(batch_size=ARROW_BATCH_ROWS):
-            table = pa.Table.from_batches([batch]).rename_columns(
-                [self._map[c] for c in batch.schema.names])
-            chunk = arrow_chunk(table, self.names, self._ctx, first)
-            chunk.consumed = int(self._size * batch.num_rows / total)
+            yield batch, first
             first += batch.num_rows
-            yield chunk
+
+    def convert(self, unit: tuple[pa.RecordBatch, int]) -> RowChunk:
+        batch, first = unit
+        table = pa.Table.from_batches([batch]).rename_columns(
+            [self._map[c] for c in batch.schema.names])
+        chunk = arrow_chunk(table, self.names, self._ctx, first)
+        chunk.consumed = int(self._size * batch.num_rows / max(self._file.metadata.num_rows, 1))
+        return chunk
 
     def close(self) -> None:
         self._file.close()
@@ -284,16 +303,19 @@ class CaptureSourceReader(SourceReader):
         self._ports = ports
         self.names = output_names(set(schema.COLUMN_NAMES))
 
-    def chunks(self) -> Iterator[RowChunk]:
+    def units(self) -> Iterator[tuple[pa.RecordBatch, int, int]]:
         first = 0
         batches = self._decode(io.BufferedReader(self._stream, 1 << 20), ports=self._ports,
                                label=self._ctx.label, batch_rows=ARROW_BATCH_ROWS)
         for batch in batches:
-            table = pa.Table.from_batches([batch])
-            chunk = arrow_chunk(table, self.names, self._ctx, first)
-            chunk.consumed = self._stream.taken()
+            yield batch, first, self._stream.taken()
             first += batch.num_rows
-            yield chunk
+
+    def convert(self, unit: tuple[pa.RecordBatch, int, int]) -> RowChunk:
+        batch, first, consumed = unit
+        chunk = arrow_chunk(pa.Table.from_batches([batch]), self.names, self._ctx, first)
+        chunk.consumed = consumed
+        return chunk
 
     def close(self) -> None:
         self._stream.close()
