@@ -17,7 +17,8 @@ from mqttids import __version__
 from mqttids.config import settings_from
 from mqttids.errors import MqttidsError
 
-COMMANDS = ("extract", "analyze", "ingest", "detect", "report", "lab", "train", "evaluate")
+COMMANDS = ("extract", "lab", "ingest", "analyze", "train", "evaluate", "detect", "report",
+            "demo")
 
 log = logging.getLogger("mqttids")
 
