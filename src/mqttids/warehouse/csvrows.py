@@ -229,11 +229,12 @@ class MqttsetCsvReader:
         invalid: list[tuple[int, str, str]] = []
         table, typed = self._read(data, invalid)
         lines = _line_numbers(data, block.first_line, numbers)
-        skipped = np.asarray([n - 1 for n, _, _ in invalid], dtype=np.int64)
+        skipped = np.asarray([n - 1 for n, _, _ in invalid if n is not None], dtype=np.int64)
         for n, reason, text in invalid:
-            rejects.append(Reject(int(lines[n - 1]), None, reason, raw_text(text)))
+            if n is not None:
+                rejects.append(Reject(int(lines[n - 1]), None, reason, raw_text(text)))
         kept_rows = np.delete(np.arange(len(lines)), skipped)
-        if len(kept_rows) != table.num_rows:
+        if len(kept_rows) != table.num_rows or len(skipped) != len(invalid):
             raise SourceFormatError(
                 f"{self._ctx.name}: lines {lines[0]}-{lines[-1]} could not be lined up with "
                 "the rows parsed from them; report this file to the mqttids maintainers")
@@ -249,31 +250,31 @@ class MqttsetCsvReader:
         return RowChunk(good, rejects)
 
     def _read(self, data: bytes, invalid: list) -> tuple[pa.Table, bool]:
-        """Parse with numeric columns typed; on any conversion error, as text instead."""
+        """Parse with numeric columns typed; on any conversion error, all as text instead.
+
+        Returns the table and whether the numeric columns are typed. Rows with
+        the wrong number of fields are skipped and listed in ``invalid``.
+        """
         def on_invalid(row) -> str:
             invalid.append((row.number, f"expected {row.expected_columns} fields, found "
                                         f"{row.actual_columns}", row.text))
             return "skip"
 
-        for types in (self._typed, {}):
+        def parse(types: dict[str, pa.DataType]) -> pa.Table:
             invalid.clear()
-            column_types = dict(self._strings)
-            column_types.update(types)
-            try:
-                table = pacsv.read_csv(
-                    pa.BufferReader(data),
-                    read_options=pacsv.ReadOptions(column_names=list(self.header.names),
-                                                   use_threads=False,
-                                                   block_size=len(data) + 1),
-                    parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-                    convert_options=pacsv.ConvertOptions(column_types=column_types,
-                                                         null_values=[""],
-                                                         strings_can_be_null=True))
-                return table, bool(types)
-            except pa.ArrowInvalid:
-                if not types:
-                    raise
-        raise AssertionError("unreachable")
+            return pacsv.read_csv(
+                pa.BufferReader(data),
+                read_options=pacsv.ReadOptions(column_names=list(self.header.names),
+                                               use_threads=False, block_size=len(data) + 1),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types=self._strings | types,
+                                                     null_values=[""],
+                                                     strings_can_be_null=True))
+
+        try:
+            return parse(self._typed), True
+        except pa.ArrowInvalid:
+            return parse({}), False
 
     def _convert(self, table: pa.Table, typed: bool
                  ) -> tuple[pa.Table, np.ndarray, RowFaults]:
