@@ -376,3 +376,39 @@ def test_alert_rows_fit_the_warehouse_alerts_table():
     table = prepare_result_table("alerts", alerts_table([alert], "rf"), "append")
     assert table.column("evidence").to_pylist() == ['{"rows": 1}']
     assert table.column("model").to_pylist() == ["rf"]
+
+
+def test_rows_below_min_score_raise_nothing():
+    class Unsure(KeepAliveScorer):
+        def predict_proba(self, table):
+            out = super().predict_proba(table)
+            out[out[:, SLOWITE] > 0, SLOWITE] = 0.45  # still the most likely label
+            out[out[:, SLOWITE] > 0, 0] = 0.3
+            return out
+
+    frames = frames_of(slowite(41000, 1.0))
+    det = Detector(Unsure(), engine="python")
+    assert det.feed(frames) + det.flush() == []
+    det = Detector(Unsure(), engine="python", min_score=0.0)
+    alerts = det.feed(frames) + det.flush()
+    assert [(a.label, a.score) for a in alerts] == [("slowite", 0.45)]
+
+
+# -- a real model, for the CLI and live tests -------------------------------------------------
+
+def train_rf(spark, rows: pa.Table, models_dir, params: dict | None = None) -> str:
+    """A flow-feature random forest trained through `mqttids train`'s library call.
+
+    ``rows`` are labelled capture rows (Wireshark names); returns the bundle folder.
+    The grid is one small configuration so that a test trains in seconds.
+    """
+    from mqttids.models.workflow import ArrowData, TrainOptions, train_models
+
+    rows = rows.set_column(rows.schema.get_field_index("split"), "split",
+                           pa.array(["train"] * rows.num_rows, pa.string()))
+    rows = rows.rename_columns([schema.storage_name(n) for n in rows.column_names])
+    grid = params or {"numTrees": 30, "maxDepth": 12, "maxBins": 32}
+    options = TrainOptions(models=("rf",), folds=2, feature_set="flow", seed=1,
+                           models_dir=models_dir, grids={"rf": (grid,)})
+    summary, = train_models(spark, ArrowData(rows), options)
+    return summary["bundle"]

@@ -7,14 +7,16 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from mqttids.capture.errors import CaptureError
 from mqttids.capture.extract import check_ports
 from mqttids.cli.common import print_json
 from mqttids.config import DEFAULT_MQTT_PORT
 from mqttids.detect import (DEFAULT_BATCH_ROWS, DEFAULT_IDLE_S, DEFAULT_MAX_CONNECTIONS,
-                            DEFAULT_WINDOW_S, Detector, JsonLinesSink, OpenSource,
-                            WarehouseSink, load_scorer, parse_source)
+                            DEFAULT_MIN_SCORE, DEFAULT_WINDOW_S, Detector, JsonLinesSink,
+                            OpenSource, WarehouseSink, load_scorer, parse_source)
+from mqttids.detect.scoring import DEFAULT_MODELS_DIR
 from mqttids.errors import UsageError
 from mqttids.report.dashboard import Dashboard, parse_bind
 
@@ -35,7 +37,11 @@ def register(sub) -> None:
                    help="a pcap/pcapng file, - for a pcap stream on stdin, or iface:NAME to "
                         "capture with tcpdump (or dumpcap)")
     p.add_argument("--model", required=True, metavar="NAME",
-                   help="model bundle to score with (from `mqttids train`), e.g. rf")
+                   help="model bundle to score with (from `mqttids train`): a bundle name "
+                        "such as rf-flow, a kind (rf means rf-flow, else rf-packet), or a "
+                        "bundle folder")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, metavar="DIR",
+                   help=f"where the bundles are (default {DEFAULT_MODELS_DIR})")
     p.add_argument("--alerts", metavar="FILE", help="append alerts to FILE as JSON lines")
     p.add_argument("--window", type=float, default=DEFAULT_WINDOW_S, metavar="SECONDS",
                    help=f"one alert per connection and label per window "
@@ -44,6 +50,10 @@ def register(sub) -> None:
                    help=f"score when N rows wait or after 50 ms (default {DEFAULT_BATCH_ROWS})")
     p.add_argument("--port", type=int, action="append", default=[], metavar="N",
                    help=f"also read MQTT on TCP port N (port {DEFAULT_MQTT_PORT} always)")
+    p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE, metavar="P",
+                   help="raise alerts only for rows whose attack label has at least this "
+                        f"probability (default {DEFAULT_MIN_SCORE:g}; 0 alerts on every "
+                        "attack prediction)")
     p.add_argument("--idle", type=float, default=DEFAULT_IDLE_S, metavar="SECONDS",
                    help=f"forget connections silent this long (default {DEFAULT_IDLE_S:g})")
     p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
@@ -63,6 +73,8 @@ def check_options(args) -> None:
         raise UsageError(f"--window {args.window:g} must be a positive number of seconds")
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be at least 1 row")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise UsageError(f"--min-score {args.min_score:g} must be a probability from 0 to 1")
     if not args.idle > 0:
         raise UsageError(f"--idle {args.idle:g} must be a positive number of seconds")
     if args.max_connections < 1:
@@ -74,7 +86,7 @@ def run(args, settings) -> int:
     ports = check_ports(dict.fromkeys([DEFAULT_MQTT_PORT] + args.port))
     spec = parse_source(args.source)
     bind = parse_bind(args.dashboard) if args.dashboard else None
-    scorer = load_scorer(args.model)
+    scorer = load_scorer(args.model, args.models_dir)
     sinks, listeners = [], []
     with contextlib.ExitStack() as stack:
         if args.alerts:
@@ -85,7 +97,7 @@ def run(args, settings) -> int:
             from mqttids.warehouse import open_warehouse
 
             warehouse = stack.enter_context(open_warehouse(settings.warehouse))
-            sinks.append(WarehouseSink(warehouse, args.model))
+            sinks.append(WarehouseSink(warehouse, scorer.name))
         for sink in sinks:
             stack.callback(sink.close)
         if bind is not None:
@@ -95,6 +107,7 @@ def run(args, settings) -> int:
             sys.stderr.write(f"dashboard: {board.url}\n")
         detector = Detector(scorer, ports=ports, window_s=args.window, batch_rows=args.batch,
                             idle_s=args.idle, max_connections=args.max_connections,
+                            min_score=args.min_score,
                             source=spec.name, on_alerts=sinks, on_batch=listeners)
         source = stack.enter_context(OpenSource(spec, ports))
         stats = _run_until_stopped(detector, source)

@@ -10,15 +10,16 @@
 
 from mqttids.detect.alerts import Alert, AlertTracker
 from mqttids.detect.detector import (DEFAULT_BATCH_ROWS, DEFAULT_IDLE_S,
-                                     DEFAULT_MAX_CONNECTIONS, DEFAULT_WINDOW_S, BatchSummary,
-                                     DetectStats, Detector, Scorer)
+                                     DEFAULT_MAX_CONNECTIONS, DEFAULT_MIN_SCORE,
+                                     DEFAULT_WINDOW_S, BatchSummary, DetectStats, Detector,
+                                     Scorer)
 from mqttids.detect.errors import CaptureProgramError, DetectError, ScorerError, SourceError
 from mqttids.detect.scoring import load_scorer
 from mqttids.detect.sinks import JsonLinesSink, WarehouseSink
 from mqttids.detect.sources import OpenSource, SourceSpec, parse_source
 
 __all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_IDLE_S", "DEFAULT_MAX_CONNECTIONS",
-           "DEFAULT_WINDOW_S", "Alert", "AlertTracker", "BatchSummary", "CaptureProgramError",
-           "DetectError", "DetectStats", "Detector", "JsonLinesSink", "OpenSource", "Scorer",
-           "ScorerError", "SourceError", "SourceSpec", "WarehouseSink", "load_scorer",
-           "parse_source"]
+           "DEFAULT_MIN_SCORE", "DEFAULT_WINDOW_S", "Alert", "AlertTracker", "BatchSummary",
+           "CaptureProgramError", "DetectError", "DetectStats", "Detector", "JsonLinesSink",
+           "OpenSource", "Scorer", "ScorerError", "SourceError", "SourceSpec", "WarehouseSink",
+           "load_scorer", "parse_source"]

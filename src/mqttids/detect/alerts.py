@@ -70,10 +70,9 @@ class Alert:
 
 
 class _Mark:
-    """Rows of one attack label on one connection in the current window."""
+    """Rows of one attack label on one connection, from the window's first until its alert."""
 
-    __slots__ = ("first_ts", "first_frame", "rows", "score_sum", "max_score", "malformed",
-                 "alerted")
+    __slots__ = ("first_ts", "first_frame", "rows", "score_sum", "max_score", "malformed")
 
     def __init__(self, ts: int, frame: int):
         self.first_ts = ts
@@ -82,14 +81,13 @@ class _Mark:
         self.score_sum = 0.0
         self.max_score = 0.0
         self.malformed = 0
-        self.alerted = False
 
 
 class _Flow:
     """What the tracker remembers of one connection."""
 
     __slots__ = ("window", "base", "last", "last_ts", "ends", "client_id", "client_connects",
-                 "marks")
+                 "alerted", "marks")
 
     def __init__(self, ends: tuple):
         self.window = None
@@ -99,15 +97,16 @@ class _Flow:
         self.ends = ends  # (src, dst, sport, dport), client -> broker
         self.client_id: str | None = None
         self.client_connects = 0
-        self.marks: dict[int, _Mark] = {}
+        self.alerted = 0  # bit per label index: alerted in the current window
+        self.marks: dict[int, _Mark] | None = None  # flagged, alert not yet raised
 
 
 class AlertTracker:
     """Per-connection alert windows, with a bound on the connections it remembers.
 
     Memory: at most ``max_flows`` connections are kept (the least recently
-    seen go first when a batch leaves more), each a few hundred bytes plus its
-    marks, one per attack label seen in the current window.
+    seen go first when a batch leaves more), each a few hundred bytes; marks
+    of flagged rows live only until the end of the batch that raises their alert.
     """
 
     def __init__(self, labels: Sequence[str] = schema.LABELS, window_s: float = 60.0,
@@ -133,7 +132,7 @@ class AlertTracker:
         gives each row's label index in ``labels`` and ``scores`` its probability.
         """
         out: list[Alert] = []
-        due: list[tuple[str, _Flow, int]] = []
+        due: list[tuple[str, _Flow]] = []
         flows, ts_col, frames = cols["flow"], cols["ts"], cols["frame"]
         counters = list(zip(cols["ctx.flow_packets"], cols["ctx.flow_msgs"],
                             cols["ctx.flow_connects"], cols["ctx.flow_bytes"]))
@@ -158,36 +157,40 @@ class AlertTracker:
             if client_ids[i] is not None:
                 st.client_id = client_ids[i]
             st.client_connects = client_connects[i] or 0
-            label = int(predicted[i])
-            if label == benign:
+            label = predicted[i]
+            if label == benign or st.alerted >> label & 1:
                 continue
+            if st.marks is None:
+                st.marks = {}
+                due.append((flow_id, st))
             mark = st.marks.get(label)
             if mark is None:
                 mark = st.marks[label] = _Mark(ts, frames[i])
-                due.append((flow_id, st, label))
-            score = float(scores[i])
+            score = scores[i]
             mark.rows += 1
             mark.score_sum += score
             if score > mark.max_score:
                 mark.max_score = score
             mark.malformed += 1 if malformed[i] else 0
-        for flow_id, st, label in due:
-            mark = st.marks.get(label)
-            if mark is not None and not mark.alerted:
-                out.append(self._alert(flow_id, st, label, mark))
+        for flow_id, st in due:
+            self._raise_marked(flow_id, st, out)
         if len(self.flows) > self.max_flows:
             self._shed(len(self.flows) - self.max_flows)
         return out
 
     def _close_window(self, flow_id: str, st: _Flow, out: list[Alert]) -> None:
         """Raise what the ending window flagged but has not yet alerted, then clear it."""
-        for label, mark in st.marks.items():
-            if not mark.alerted:
+        self._raise_marked(flow_id, st, out)
+        st.alerted = 0
+
+    def _raise_marked(self, flow_id: str, st: _Flow, out: list[Alert]) -> None:
+        if st.marks:
+            for label, mark in st.marks.items():
                 out.append(self._alert(flow_id, st, label, mark))
-        st.marks = {}
+                st.alerted |= 1 << label
+        st.marks = None
 
     def _alert(self, flow_id: str, st: _Flow, label: int, mark: _Mark) -> Alert:
-        mark.alerted = True
         last, base = st.last, st.base
         src, dst, sport, dport = st.ends
         mean = mark.score_sum / mark.rows

@@ -11,9 +11,12 @@ or, frame by frame (``(frame_no, ts_ns, linktype, bytes)`` tuples):
 
 Rows are scored in micro-batches: as soon as ``batch_rows`` rows wait, or
 when the oldest waiting row has waited ``max_wait_s`` (50 ms), whichever
-comes first. Memory is bounded by ``max_connections`` connections in the
-decoder and as many in the alert tracker (see :mod:`mqttids.detect.engines`
-for how each decoder keeps to it) plus one queue of input chunks.
+comes first. A row counts towards an alert when the model's most likely label
+is an attack and its probability is at least ``min_score`` (default 0.5: the
+model finds that attack more likely than everything else together). Memory
+is bounded by ``max_connections`` connections in the decoder and as many in
+the alert tracker (see :mod:`mqttids.detect.engines` for how each decoder
+keeps to it) plus one queue of input chunks.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ DEFAULT_MAX_WAIT_S = 0.05
 DEFAULT_WINDOW_S = 60.0
 DEFAULT_IDLE_S = 300.0
 DEFAULT_MAX_CONNECTIONS = 100_000
+DEFAULT_MIN_SCORE = 0.5
 ENGINES = ("auto", "c", "python")
 _PCAP_NS_HEADER = struct.Struct("<IHHiIII")
 _PCAP_RECORD = struct.Struct("<IIII")
@@ -90,13 +94,15 @@ class Detector:
     def __init__(self, scorer: Scorer, *, ports: Iterable[int] = (1883,),
                  window_s: float = DEFAULT_WINDOW_S, batch_rows: int = DEFAULT_BATCH_ROWS,
                  max_wait_s: float = DEFAULT_MAX_WAIT_S, idle_s: float = DEFAULT_IDLE_S,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS, engine: str = "auto",
-                 source: str = "-",
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 min_score: float = DEFAULT_MIN_SCORE, engine: str = "auto", source: str = "-",
                  on_alerts: Iterable[Callable[[list[Alert]], None]] = (),
                  on_batch: Iterable[Callable[[BatchSummary], None]] = ()):
         if batch_rows < 1 or max_wait_s < 0 or idle_s <= 0 or max_connections < 1:
             raise ValueError("batch_rows and max_connections must be >= 1, idle_s > 0 and "
                              "max_wait_s >= 0")
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"min_score must be within [0, 1], got {min_score!r}")
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r} is not one of {ENGINES}")
         self.scorer = scorer
@@ -112,6 +118,8 @@ class Detector:
                                        source)
         self.tracker = AlertTracker(self.labels, window_s, max_connections)
         self.max_wait_s = max_wait_s
+        self.min_score = min_score
+        self._benign = self.labels.index("legitimate") if "legitimate" in self.labels else -1
         self.idle_us = int(idle_s * 1e6)
         self.on_alerts = list(on_alerts)
         self.on_batch = list(on_batch)
@@ -206,8 +214,10 @@ class Detector:
                               "is inconsistent; retrain it with `mqttids train`")
         predicted = proba.argmax(axis=1)
         scores = proba[np.arange(block.n), predicted]
+        # A row whose attack label the model gives less than min_score raises nothing.
+        flagged = np.where(scores >= self.min_score, predicted, self._benign)
         cols = block.columns(TRACKED)
-        alerts = self.tracker.update(cols, predicted.tolist(), scores.tolist())
+        alerts = self.tracker.update(cols, flagged.tolist(), scores.tolist())
         self._evict(cols["ts"])
         counts = np.bincount(predicted, minlength=len(self.labels))
         by_label = {self.labels[i]: int(c) for i, c in enumerate(counts) if c}
