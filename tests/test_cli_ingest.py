@@ -88,3 +88,25 @@ def test_ingest_into_postgresql(pg_dsn, pg_warehouse, csv_file, capsys, monkeypa
 
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute(f"SELECT count(*) FROM {pg_warehouse}.rejects").fetchone()[0] == 1
+
+
+@pytest.mark.dataset
+def test_parquet_written_by_extract_loads_like_the_capture(dataset_dir, tmp_path, capsys):
+    capture = str(dataset_dir / "slowite" / "slowite-test.pcap")
+    rows = str(tmp_path / "slowite.parquet")
+    assert main(["--quiet", "extract", capture, "-o", rows, "--label", "slowite"]) == 0
+    capsys.readouterr()
+    warehouse = ["--warehouse", f"parquet:{tmp_path / 'wh'}"]
+    code, out, _ = run(warehouse + ["ingest", rows, capture, "--split", "test",
+                                    "--label", "slowite", "--json"], capsys)
+    result = json.loads(out)
+    from_parquet, from_capture = result["batches"]
+    assert code == 0 and result["rejected"] == 0
+    assert from_parquet["format"] == "parquet" and from_capture["format"] == "pcapng"
+    assert from_parquet["loaded"] == from_capture["loaded"] == 600  # tshark counts 600
+    from mqttids.warehouse import open_warehouse
+
+    with open_warehouse(f"parquet:{tmp_path / 'wh'}") as wh:
+        packets = wh.read_packets_arrow()
+    first, second = packets.slice(0, 600), packets.slice(600)
+    assert first.drop_columns(["source"]).equals(second.drop_columns(["source"]))
