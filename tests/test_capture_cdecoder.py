@@ -181,6 +181,7 @@ def dataset_captures(root) -> list:
 
 
 @pytest.mark.dataset
+@pytest.mark.slow
 @pytest.mark.parametrize("per_message", [False, True])
 def test_every_dataset_capture_gives_the_same_batches(dataset_dir, per_message):
     captures = dataset_captures(dataset_dir)
