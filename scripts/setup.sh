@@ -30,7 +30,9 @@ fi
 
 PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# Reinstall when the package's build inputs changed (the C decoder is compiled then).
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ src/mqttids/capture/_cdecoder.c -nt "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   echo "setup: installing mqttids and its dependencies into .venv (first time: a few minutes)" >&2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 
 import pyarrow as pa
 import pytest
@@ -121,3 +122,12 @@ def test_streaming_in_small_chunks_gives_the_same_rows(reference):
     got = pa.Table.from_batches(list(iter_row_batches(Trickle(pb.pcap_bytes(packets)))),
                                 schema=ARROW_SCHEMA).to_pylist()
     assert features(got) == features(expected)
+
+
+def test_warnings_give_the_byte_offset_in_the_whole_stream(reference):
+    packets, _ = reference
+    good = pb.pcap_bytes(packets * 400)  # well past the reader's first 1 MiB buffer
+    bad = good + struct.pack("<IIII", 0, 0, 1 << 30, 1 << 30)
+    stats = ExtractStats()
+    rows(bad, stats=stats)
+    assert f"from byte offset {len(good)} on" in stats.warnings[0]

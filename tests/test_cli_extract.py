@@ -89,3 +89,11 @@ def test_every_command_has_help():
         done = subprocess.run([sys.executable, "-m", "mqttids.cli", *command.split("_"),
                                "--help"], capture_output=True, text=True)
         assert done.returncode == 0 and "usage: mqttids" in done.stdout, command
+
+
+def test_the_summary_counts_the_packets_of_every_capture(capture, tmp_path, capsys):
+    out = tmp_path / "two.parquet"
+    assert main(["extract", str(capture), str(capture), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    frames = len(pb.session(4).packets)
+    assert summary["packets"] == 2 * frames and summary["rows"] == 32

@@ -380,6 +380,7 @@ typedef struct {
     /* input */
     Buf in;
     size_t pos, need;
+    size_t base; /* bytes of the input dropped before in.p[0], for messages */
     int state, be, ts_mult;
     uint32_t linktype;
     Iface *ifaces;
@@ -1819,7 +1820,7 @@ static int step_pcap(Decoder *d)
     if ((int64_t)incl > d->max_frame)
         return stop_warning(d, PyUnicode_FromFormat(
             "frame %lld claims %lu bytes; the capture is corrupt from byte offset %zu on, "
-            "stopped there", (long long)(d->frame + 1), (unsigned long)incl, d->pos));
+            "stopped there", (long long)(d->frame + 1), (unsigned long)incl, d->base + d->pos));
     if (left < 16 + (size_t)incl) {
         d->need = 16 + (size_t)incl;
         return R_NEED;
@@ -1850,7 +1851,7 @@ static int packet_block(Decoder *d, uint32_t btype, uint32_t blen, size_t pos,
     i128 ts = 0;
     const Iface *f;
     if (bl < (btype == 3 ? 4u : 16u))
-        return stop_warning(d, short_block(pos, btype, blen)) < 0 ? -1 : -3;
+        return stop_warning(d, short_block(d->base + pos, btype, blen)) < 0 ? -1 : -3;
     if (btype == 3) {
         uint32_t orig = rd32e(body, d->be);
         caplen = (uint32_t)(orig < bl - 4 ? orig : bl - 4);
@@ -1865,7 +1866,7 @@ static int packet_block(Decoder *d, uint32_t btype, uint32_t blen, size_t pos,
             return -2;
         PyObject *w = PyUnicode_FromFormat(
             "packet block at byte %zu names interface %lu or overruns its block; skipped",
-            pos, (unsigned long)iface);
+            d->base + pos, (unsigned long)iface);
         return warn(d, w) < 0 ? -1 : -2;
     }
     f = &d->ifaces[iface];
@@ -1890,14 +1891,15 @@ static int step_pcapng(Decoder *d)
             d->be = 1;
         else
             return stop_warning(d, PyUnicode_FromFormat(
-                "section header at byte %zu has a bad byte-order mark; stopped there", pos));
+                "section header at byte %zu has a bad byte-order mark; stopped there",
+                d->base + pos));
         d->n_ifaces = 0; /* interfaces are per section */
     }
     uint32_t btype = rd32e(b, d->be), blen = rd32e(b + 4, d->be);
     if (blen < 12 || blen % 4 || (int64_t)blen > d->max_frame)
         return stop_warning(d, PyUnicode_FromFormat(
             "block at byte %zu has an impossible length %lu; the capture is corrupt from "
-            "there, stopped", pos, (unsigned long)blen));
+            "there, stopped", d->base + pos, (unsigned long)blen));
     if (left < blen) {
         d->need = blen;
         return R_NEED;
@@ -1905,7 +1907,7 @@ static int step_pcapng(Decoder *d)
     d->pos += blen;
     if (btype == 1) {
         if (blen - 12 < 2)
-            return stop_warning(d, short_block(pos, btype, blen));
+            return stop_warning(d, short_block(d->base + pos, btype, blen));
         return parse_idb(d, b + 8, blen - 12) < 0 ? -1 : -2;
     }
     if (btype != 6 && btype != 2 && !(btype == 3 && d->n_ifaces))
@@ -2094,6 +2096,7 @@ static PyObject *Decoder_feed(Decoder *d, PyObject *arg)
         return NULL;
     /* as the reference's buffer: data = data[pos:] + chunk */
     if (d->pos) {
+        d->base += d->pos;
         memmove(d->in.p, d->in.p + d->pos, d->in.len - d->pos);
         d->in.len -= d->pos;
         d->pos = 0;

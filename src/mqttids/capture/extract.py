@@ -118,19 +118,20 @@ def iter_row_batches(source, *, ports: Iterable[int] = (1883,), per_message: boo
         batches = _python_batches(decoder, read_frames(stream, shown, stats.warnings),
                                   batch_rows)
     started = time.perf_counter()
+    reported = 0  # frames of this capture already given to progress
     try:
         for batch, full in batches:
             stats.rows += batch.num_rows
             yield batch
             if full and progress is not None:
-                progress(decoder.frames - stats.packets)
-                stats.packets = decoder.frames
+                progress(decoder.frames - reported)
+                reported = decoder.frames
     finally:
         if owned:
             stream.close()
         if progress is not None:
-            progress(decoder.frames - stats.packets)
-        stats.packets = decoder.frames
+            progress(decoder.frames - reported)
+        stats.packets += decoder.frames
         stats.malformed += decoder.malformed
         stats.messages += decoder.mqtt_messages
         stats.seconds += time.perf_counter() - started

@@ -1,11 +1,10 @@
 """Reading pcap and pcapng, from a file or a stream, in constant memory.
 
 Yields ``(frame_number, ts_ns, linktype, data)`` for every captured frame.
-Written by hand rather than with a library: the reader is on the hot path
-(the whole extractor must run at ten times tshark's rate in pure Python), and
-it must read a never-ending stdin stream in constant memory and survive a
-truncated or corrupt capture, which the pure-Python readers we tried do not
-do together.
+Written by hand rather than with a library: it must read a never-ending
+stdin stream in constant memory and survive a truncated or corrupt capture,
+and it is the reference that the C decoder (``_cdecoder.c``) follows byte for
+byte, warnings included.
 """
 
 from __future__ import annotations
@@ -39,13 +38,14 @@ Frame = tuple[int, int, int, bytes]
 class _Buffer:
     """A read buffer over a stream: ``need(n)`` makes ``n`` bytes available."""
 
-    __slots__ = ("stream", "data", "pos", "eof")
+    __slots__ = ("stream", "data", "pos", "eof", "base")
 
     def __init__(self, stream: BinaryIO, head: bytes):
         self.stream = stream
         self.data = head
         self.pos = 0
         self.eof = False
+        self.base = 0  # stream offset of data[0], for messages
 
     def need(self, n: int) -> bool:
         """True when ``n`` bytes from ``pos`` are in ``data``; False at end of input."""
@@ -57,6 +57,7 @@ class _Buffer:
                 self.eof = True
                 return False
             self.data = self.data[self.pos:] + chunk
+            self.base += self.pos
             self.pos = 0
         return True
 
@@ -116,7 +117,7 @@ def _pcap_frames(stream, name, magic, warnings) -> Iterator[Frame]:
         sec, frac, incl, _orig = unpack(data, pos)
         if incl > MAX_FRAME:
             _warn(warnings, name, f"frame {frame + 1} claims {incl} bytes; the capture is "
-                                  f"corrupt from byte offset {pos} on, stopped there")
+                                  f"corrupt from byte offset {buf.base + pos} on, stopped there")
             return
         end = pos + 16 + incl
         if end > len(data):
@@ -182,13 +183,13 @@ def _pcapng_frames(stream, name, magic, warnings) -> Iterator[Frame]:
             elif bom == b"\x1a\x2b\x3c\x4d":
                 endian = ">"
             else:
-                _warn(warnings, name, f"section header at byte {pos} has a bad byte-order "
+                _warn(warnings, name, f"section header at byte {buf.base + pos} has a bad byte-order "
                                       "mark; stopped there")
                 return
             ifaces = []  # interfaces are per section
         btype, blen = struct.unpack_from(endian + "II", data, pos)
         if blen < 12 or blen % 4 or blen > MAX_FRAME:
-            _warn(warnings, name, f"block at byte {pos} has an impossible length {blen}; "
+            _warn(warnings, name, f"block at byte {buf.base + pos} has an impossible length {blen}; "
                                   "the capture is corrupt from there, stopped")
             return
         if not buf.need(blen):
@@ -197,14 +198,14 @@ def _pcapng_frames(stream, name, magic, warnings) -> Iterator[Frame]:
         body = data[pos + 8:pos + blen - 4]
         buf.pos = pos + blen
         if len(body) < _MIN_BODY.get(btype, 0) and (btype != 3 or ifaces):
-            _warn(warnings, name, f"block at byte {pos} of type {btype} is {blen} bytes, too "
+            _warn(warnings, name, f"block at byte {buf.base + pos} of type {btype} is {blen} bytes, too "
                                   "short for its fields; the capture is corrupt from there, "
                                   "stopped")
             return
         if btype == 6:  # enhanced packet block
             iface_id, ts_hi, ts_lo, caplen = struct.unpack_from(endian + "IIII", body, 0)
             if iface_id >= len(ifaces) or 20 + caplen > len(body):
-                _warn(warnings, name, f"packet block at byte {pos} names interface {iface_id} "
+                _warn(warnings, name, f"packet block at byte {buf.base + pos} names interface {iface_id} "
                                       "or overruns its block; skipped")
                 continue
             iface = ifaces[iface_id]
