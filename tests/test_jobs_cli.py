@@ -30,6 +30,9 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
     (["train", "--models", "svm"], "unknown models"),
     (["train", "--folds", "1"], "--folds must be at least 2"),
     (["ingest-csv", "x.csv", "--split", "train", "--label", "nope"], "label 'nope'"),
+    (["train", "--grid", "{lr: 1}"], "--grid is not JSON"),
+    (["train", "--grid", '{"lr": []}'], "list of parameter objects"),
+    (["train", "--grid", '{"mlp": [{"hidden": 8}]}'], "does not train"),
 ])
 def test_bad_options_stop_before_spark_starts_with_one_line(capsys, argv, message):
     code, out, err = run_main(capsys, *argv)

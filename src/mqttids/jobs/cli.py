@@ -5,11 +5,14 @@
 
 Jobs: ``ingest-csv``, ``analyze``, ``train``. The master comes from
 spark-submit (or Dataproc) unless ``--master`` names one; a plain ``python -m``
-run without either uses ``local[*]``. Each job prints one JSON object on
-stdout (the shape ``mqttids COMMAND --json`` prints) and, with ``--result
-URI``, also writes it to that URI through Hadoop, so a Dataproc run leaves its
-answers in Cloud Storage. Errors print one line on stderr and exit non-zero,
-which fails the Spark application and the Dataproc job with it.
+run without either uses ``local[*]``. Each job prints one JSON object, on a
+line of its own, on stdout (the shape ``mqttids COMMAND --json`` prints) and,
+with ``--result URI``, also writes it to that URI through Hadoop, so a Dataproc
+run leaves its answers in Cloud Storage. Logs go to stderr; spark-submit
+merges a Python driver's stderr into its stdout, so there ``--result`` (or
+the one line that starts with ``{``) is the machine-readable answer. Errors
+print one line on stderr and exit non-zero, which fails the Spark application
+and the Dataproc job with it.
 """
 
 from __future__ import annotations
@@ -91,13 +94,17 @@ def job_session(master: str | None):
     """The Spark session: the given master, else spark-submit's, else ``local[*]``.
 
     A master set in code would override spark-submit's ``--master``, so the one
-    spark-submit chose is read back and passed on unchanged.
+    spark-submit chose (a system property of its JVM) is read back and passed on.
     """
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
     from mqttids.spark.session import get_spark
 
-    chosen = master or SparkConf().get("spark.master", None) or "local[*]"
+    if master is None and os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Started by spark-submit: connect to its JVM, whose properties hold --master.
+        SparkContext._ensure_initialized()
+        master = SparkConf().get("spark.master", None)
+    chosen = master or "local[*]"
     if chosen.startswith("local"):
         # Python workers of a local run are this interpreter, the one with mqttids in it.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -139,8 +146,12 @@ def run_job(args, spark) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+    # Diagnostics on stderr, mqttids' at --log-level and other libraries' (py4j) at
+    # WARNING. Note: spark-submit merges the driver's stderr into its stdout; --result
+    # gives the JSON object a place of its own there.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mqttids").setLevel(args.log_level)
     spark = None
     try:
         check_args(args)

@@ -58,6 +58,30 @@ def add_parser(sub) -> None:
                    help="cross-validate on a stratified sample of at most this many rows")
     p.add_argument("--models-dir", default=DEFAULT_MODELS_URI, metavar="URI",
                    help="where bundles go: a path or gs://, hdfs:// URI")
+    p.add_argument("--grid", default=None, metavar="JSON",
+                   help='replace declared grids, e.g. \'{"lr": [{"regParam": 0.01, '
+                        '"maxIter": 20}]}\' (Spark ML parameter names)')
+
+
+def parse_grid(text: str | None) -> dict | None:
+    """``--grid``: {kind: [params, ...]} with at least one configuration per kind."""
+    if text is None:
+        return None
+    try:
+        grid = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--grid is not JSON ({exc.msg} at character {exc.pos}): give e.g. "
+                         '{"lr": [{"regParam": 0.01}]}') from None
+    if not isinstance(grid, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(c, dict) for c in v)
+            for v in grid.values()):
+        raise UsageError(f"--grid must map a model to a list of parameter objects, got "
+                         f"{text!r}: e.g. {{\"lr\": [{{\"regParam\": 0.01}}]}}")
+    unknown = [k for k in grid if k not in bundles.SPARK_KINDS]
+    if unknown:
+        raise UsageError(f"--grid names models {unknown} that the Spark job does not train; "
+                         f"use {', '.join(bundles.SPARK_KINDS)}")
+    return {k: tuple(v) for k, v in grid.items()}
 
 
 def options_from(args) -> TrainOptions:
@@ -70,7 +94,7 @@ def options_from(args) -> TrainOptions:
                          f"{', '.join(bundles.SPARK_KINDS)}")
     return TrainOptions(models=kinds, folds=args.folds, feature_set=args.features,
                         time_delta=not args.no_time_delta, seed=args.seed,
-                        tune_rows=args.tune_rows).check()
+                        tune_rows=args.tune_rows, grids=parse_grid(args.grid)).check()
 
 
 def train_job(spark, wh: JobWarehouse, args) -> dict:
