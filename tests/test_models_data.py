@@ -22,8 +22,8 @@ def _rows_for(label: str, n: int, rng: np.random.Generator) -> list[dict]:
     rows = []
     for i in range(n):
         r = {"tcp.flags": 0x18, "tcp.time_delta": float(rng.exponential(0.5)),
-             "mqtt.msgtype": 3, "mqtt.hdrflags": 0x30, "mqtt.qos": 0, "mqtt.retain": 0,
-             "mqtt.dupflag": 0, "ctx.flow_packets": int(rng.integers(1, 50)),
+             "mqtt.msgtype": 3, "mqtt.hdrflags": 0x30, "mqtt.qos": int(rng.integers(0, 2)),
+             "mqtt.retain": 0, "mqtt.dupflag": 0, "ctx.flow_packets": int(rng.integers(1, 50)),
              "ctx.flow_msgs": int(rng.integers(1, 50)), "ctx.flow_connects": 1,
              "ctx.flow_bytes": int(rng.integers(10, 5000)), "ctx.client_connects": 1,
              "ctx.packet_msgs": 1, "ctx.to_broker": int(rng.integers(0, 2)), "ctx.malformed": 0}
@@ -81,3 +81,21 @@ def test_toy_table_is_reproducible_and_covers_every_label():
     assert set(a.column("target").to_pylist()) == set(schema.LABELS)
     assert set(a.column("split").to_pylist()) == {"train", "test"}
     assert a.column("mqtt_willtopic").null_count == a.num_rows
+
+
+def toy_warehouse(folder, per_class: int = 40, seed: int = 0) -> str:
+    """A Parquet warehouse in ``folder`` holding toy rows, loaded by `ingest`; its URL."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from mqttids.warehouse import open_warehouse
+
+    table = toy_table(per_class, seed=seed)
+    table = table.rename_columns([schema.field_name(c) for c in table.column_names])
+    url = f"parquet:{folder / 'wh'}"
+    with open_warehouse(url) as wh:
+        for split in schema.SPLITS:
+            path = folder / f"toy-{split}.parquet"
+            pq.write_table(table.filter(pc.equal(table.column("split"), split)), path)
+            wh.ingest([path], split=split)
+    return url

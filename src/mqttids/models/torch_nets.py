@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_EPOCHS = 30
 DEFAULT_PATIENCE = 3
 PREDICT_BATCH = 65536
+MIN_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,15 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return w / w[present].mean()
 
 
+def effective_batch(n_rows: int, batch_size: int) -> int:
+    """``batch_size``, made smaller on small data so that an epoch has ~100 steps.
+
+    Large batches are what makes an epoch over millions of rows fast; on a few
+    thousand rows they would leave the optimiser a handful of steps per epoch.
+    """
+    return int(min(batch_size, max(MIN_BATCH, n_rows // 100)))
+
+
 def fit_net(x: np.ndarray, y: np.ndarray, params: NetParams, *, n_classes: int,
             seed: int = 0, device: str = "cpu", max_epochs: int = DEFAULT_MAX_EPOCHS,
             patience: int = DEFAULT_PATIENCE, x_val: np.ndarray | None = None,
@@ -127,6 +137,7 @@ def fit_net(x: np.ndarray, y: np.ndarray, params: NetParams, *, n_classes: int,
     weight = torch.as_tensor(class_weights(y, n_classes), dtype=torch.float32, device=dev)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     rng = np.random.default_rng(seed)
+    batch = effective_batch(len(x), params.batch_size)
     x = np.ascontiguousarray(x, dtype=np.float32)
     y_t = np.ascontiguousarray(y, dtype=np.int64)
 
@@ -134,7 +145,7 @@ def fit_net(x: np.ndarray, y: np.ndarray, params: NetParams, *, n_classes: int,
     best_loss = float("inf")
     for epoch in range(1, max_epochs + 1):
         started = time.perf_counter()
-        train_loss = _train_epoch(net, opt, loss_fn, x, y_t, rng, params.batch_size, dev)
+        train_loss = _train_epoch(net, opt, loss_fn, x, y_t, rng, batch, dev)
         rate = len(x) / max(time.perf_counter() - started, 1e-9)
         entry = {"epoch": epoch, "train_loss": train_loss, "rows_per_s": rate}
         best.history.append(entry)

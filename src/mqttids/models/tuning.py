@@ -76,7 +76,9 @@ def sample_fractions(class_counts: dict, max_rows: int) -> dict:
     if total <= max_rows:
         return {c: 1.0 for c in class_counts}
     base = max_rows / total
-    return {c: min(1.0, max(base, MIN_PER_CLASS / n)) for c, n in class_counts.items() if n}
+    # Small classes keep up to MIN_PER_CLASS rows, but never half the sample between them.
+    floor = min(MIN_PER_CLASS, max_rows // (2 * max(len(class_counts), 1)))
+    return {c: min(1.0, max(base, floor / n)) for c, n in class_counts.items() if n}
 
 
 def stratified_sample_indices(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:

@@ -189,9 +189,11 @@ def _check_classes(spec: prep.PreprocessSpec) -> None:
 def _train_spark(state: _Fitted, pm, train, kinds, wh, progress) -> list[dict]:
     o, spec = state.options, state.spec
     sample = tuning.spark_sample(train, spec.class_counts, o.tune_rows, o.seed)
+    # Checkpoints cut the query plans short: the preprocessing SQL is wide, and
+    # re-planning it for every optimiser iteration costs more than the iteration.
     cv_data = pm.transform(tuning.spark_folds(sample, o.folds, o.seed, spec.sources)) \
-        .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).persist()
-    full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL).persist()
+        .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).localCheckpoint()
+    full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL).localCheckpoint()
     try:
         n_tune = cv_data.count()
         _log_sample(n_tune, spec.train_rows)
