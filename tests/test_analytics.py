@@ -16,6 +16,7 @@ import pytest
 
 from mqttids import schema
 from mqttids.spark import analytics, duplicates
+from mqttids.spark import profile as profiling
 from mqttids.spark.common import AnalyticsError, MissingColumnsError
 
 pytestmark = pytest.mark.spark
@@ -270,7 +271,13 @@ def test_empty_test_split_and_empty_data(spark, rows):
         "conflicting_rows": 0}
     assert result["train_test_shared_rows"] == 0
 
-    empty = analytics.analyze(to_frame(spark, []))
+    nothing = to_frame(spark, [])
+    empty = analytics.analyze(nothing)
+    # analyze skips the last two scans on no rows; they would have said the same.
+    assert duplicates.duplicate_report(nothing, labels=[]) == duplicates.empty_report()
+    fields = profiling.profiled_fields(nothing)
+    assert profiling.value_stats(nothing, fields, all_values=["tcp_flags"]) == \
+        profiling.value_stats_of_nothing(fields, all_values=["tcp_flags"])
     assert empty["avg_mqtt_len_train"] is None
     assert empty["avg_tcp_len_by_target"] == {}
     assert empty["top_tcp_flags"] == []

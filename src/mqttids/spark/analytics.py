@@ -1,7 +1,7 @@
 """Spark analytics over the packets table: the questions asked before any model.
 
 Each answer is a function of a Spark DataFrame with storage column names that
-returns plain Python data; :func:`analyze` answers them all with four scans of
+returns plain Python data; :func:`analyze` answers them all with three scans of
 the data and returns the object that ``mqttids analyze --json`` prints:
 
 - the average MQTT message length (``mqtt.len``) in train;
@@ -23,12 +23,11 @@ import time
 from collections.abc import Iterable
 
 from mqttids.schema import FEATURE_NAMES, SPLITS, storage_name
-from mqttids.spark.common import (SPLIT, TARGET, AnalyticsError, GroupSums, is_numeric,
-                                  label_order, mean_from, require_columns, split_order,
-                                  split_target_sums)
-from mqttids.spark.duplicates import DEFAULT_TOP_CONFLICTS, duplicate_report
-from mqttids.spark.profile import (DEFAULT_TOP_VALUES, build_profile, class_means,
-                                   profiled_fields, value_stats)
+from mqttids.spark.common import (SPLIT, TARGET, AnalyticsError, GroupSums, label_order,
+                                  mean_from, require_columns, split_order, split_target_sums)
+from mqttids.spark.duplicates import DEFAULT_TOP_CONFLICTS, duplicate_report, empty_report
+from mqttids.spark.profile import (DEFAULT_TOP_VALUES, build_profile, profiled_fields,
+                                   value_stats, value_stats_of_nothing)
 
 log = logging.getLogger(__name__)
 
@@ -128,39 +127,46 @@ def _timed(step: str, progress, func, *args, **kwargs):
     return result
 
 
-ANALYZE_STEPS = 4
+ANALYZE_STEPS = 3
 
 
 def analyze(df, top_flags: int = DEFAULT_TOP_FLAGS, top_values: int = DEFAULT_TOP_VALUES,
             top_conflicts: int = DEFAULT_TOP_CONFLICTS, progress=None) -> dict:
     """All answers, as the object ``mqttids analyze --json`` prints.
 
-    Four scans of ``df``: the per-(split, target) sums, the stacked value
-    counts of the profile, the tcp.flags counts, and the feature-vector counts.
-    ``progress``, when given, has ``advance(n)`` called once per scan
+    Three scans of ``df``: the per-(split, target) counts and sums, the stacked
+    value counts (which hold the tcp.flags counts too), and the feature-vector
+    counts. ``progress``, when given, has ``advance(1)`` called after each scan
     (:data:`ANALYZE_STEPS` in all).
     """
     check_top("--top-flags", top_flags)
     check_top("--top-values", top_values, minimum=0)
-    check_top("--top-conflicts", top_conflicts, minimum=0)
+    check_top("--conflicts", top_conflicts, minimum=0)
     fields = profiled_fields(df)
     require_columns(df, [SPLIT, TARGET] + [f.storage for f in fields], "analyze")
-    numeric = [f.storage for f in fields if is_numeric(f)]
 
-    groups = _timed("per-class sums", progress, split_target_sums, df, numeric)
-    stats = _timed("value counts", progress, value_stats, df, fields, top_values)
-    flags = _timed("tcp.flags counts", progress, top_tcp_flags, df, top_flags)
-    dups = _timed("feature-vector counts", progress, duplicate_report, df, FEATURE_NAMES,
-                  top_conflicts)
+    groups = _timed("per-class sums", progress, split_target_sums, df,
+                    [f.storage for f in fields])
+    if groups:
+        stats = _timed("value counts", progress, value_stats, df, fields, top_values,
+                       all_values=(TCP_FLAGS,))
+        labels = label_order(g.target for g in groups if g.target is not None)
+        dups = _timed("feature-vector counts", progress, duplicate_report, df,
+                      FEATURE_NAMES, top_conflicts, labels=labels)
+    else:  # no rows: nothing to count, and two Spark jobs saved
+        stats = value_stats_of_nothing(fields, all_values=(TCP_FLAGS,))
+        dups = empty_report()
+        if progress is not None:
+            progress.advance(ANALYZE_STEPS - 1)
 
-    profile = build_profile(fields, stats, class_means(groups, fields))
+    profile = build_profile(fields, stats, groups)
     profile["unlabelled_rows"] = sum(g.rows for g in groups if g.target is None)
     profile["rows_without_split"] = sum(g.rows for g in groups if g.split is None)
     profile["train_test_shared"] = dups["shared"]
     return {
         "avg_mqtt_len_train": avg_in_split_from(groups, MQTT_LEN, "train"),
         "avg_tcp_len_by_target": avg_by_target_from(groups, TCP_LEN),
-        "top_tcp_flags": flags,
+        "top_tcp_flags": top_with_ties(stats[TCP_FLAGS]["counts"], top_flags),
         "class_balance": class_balance_from(groups),
         "ceiling": _ceiling_answer(dups),
         "train_test_shared_rows": dups["shared"]["test_rows"],

@@ -72,31 +72,35 @@ class GroupSums:
 
 
 def split_target_sums(df, columns: Iterable[str] = ()) -> list[GroupSums]:
-    """One pass over ``df``: rows, and non-NULL count and sum of each column, per (split, target).
+    """One pass over ``df``: rows, and each column's non-NULL count and sum, per (split, target).
 
-    Class balance, the average lengths and the per-class means of the profile all
-    derive from these few rows, so the 10M-row scan happens once. Sums run in
-    double precision for floating and 64-bit columns (ANSI mode would fail on a
-    long overflow) and in 64-bit integers otherwise, which keeps integer means exact.
+    Class balance, the average lengths, and the NULL shares and per-class means
+    of the profile all derive from these few rows, so this 10M-row scan happens
+    once. Text columns get a count and no sum. Sums run in double precision for
+    floating and 64-bit columns (ANSI mode would fail on a long overflow) and in
+    64-bit integers otherwise, which keeps the means of integer columns exact.
     """
     from pyspark.sql import functions as F
 
     columns = list(columns)
     require_columns(df, [SPLIT, TARGET, *columns], "the per-class sums")
     types = dict(df.dtypes)
+    summed = [c for c in columns if types[c] in _SUMMABLE]
     aggs = [F.count(F.lit(1)).alias("_rows")]
-    for i, c in enumerate(columns):
-        value = F.col(c)
-        if types[c] in ("double", "float", "bigint"):
-            value = value.cast("double")
-        aggs += [F.count(c).alias(f"_n{i}"), F.sum(value).alias(f"_s{i}")]
+    aggs += [F.count(c).alias(f"_n{i}") for i, c in enumerate(columns)]
+    for i, c in enumerate(summed):
+        value = F.col(c).cast("double") if types[c] in ("double", "float", "bigint") else c
+        aggs.append(F.sum(value).alias(f"_s{i}"))
     out = []
     for row in df.groupBy(SPLIT, TARGET).agg(*aggs).collect():
         out.append(GroupSums(
             split=row[SPLIT], target=row[TARGET], rows=int(row["_rows"]),
             counts={c: int(row[f"_n{i}"]) for i, c in enumerate(columns)},
-            sums={c: row[f"_s{i}"] or 0 for i, c in enumerate(columns)}))
+            sums={c: row[f"_s{i}"] or 0 for i, c in enumerate(summed)}))
     return out
+
+
+_SUMMABLE = frozenset({"tinyint", "smallint", "int", "bigint", "float", "double"})
 
 
 def mean_from(groups: Iterable[GroupSums], column: str) -> float | None:

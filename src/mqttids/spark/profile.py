@@ -7,8 +7,9 @@ and its meaning in MQTT terms. Columns that are empty (all NULL) or constant
 (one value, no NULL) are listed: the preprocessing pipeline drops them.
 
 All counts are exact. The value counts come from one aggregation over the
-columns stacked as (column, value) pairs, so the data are scanned once however
-many columns there are.
+non-NULL values stacked as (column, value) pairs, so the data are scanned once
+however many columns there are; NULL counts and means come from the
+per-(split, target) sums that the other answers use too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from mqttids.schema import CONTEXT_FIELDS, FEATURES, FLOAT, Field, field_name
+from mqttids.schema import BY_NAME, CONTEXT_FIELDS, FEATURES, FLOAT, Field, field_name
 from mqttids.spark.common import (GroupSums, TARGET, is_numeric, label_order, mean_from,
                                   require_columns, split_target_sums)
 
@@ -31,13 +32,17 @@ def profiled_fields(df) -> list[Field]:
     return list(FEATURES) + [f for f in CONTEXT_FIELDS if f.storage in present]
 
 
-def value_stats(df, fields: Iterable[Field], top_values: int = DEFAULT_TOP_VALUES) -> dict:
-    """Exact NULL count, distinct count, min, max and top values of each field.
+def value_stats(df, fields: Iterable[Field], top_values: int = DEFAULT_TOP_VALUES,
+                all_values: Iterable[str] = ()) -> dict:
+    """Exact distinct count, min, max and most frequent values of each field (one Spark job).
 
-    One job: every row becomes one (column, number, text) triple per field,
-    grouped and counted; a second aggregation per column keeps the counts and
-    the ``top_values`` most frequent values (ties broken by the smaller value),
-    so no sort of the whole data happens. Returns ``{storage name: stats}``.
+    Every non-NULL value becomes a (column, number, text) triple; the triples
+    are counted, then aggregated per column, keeping the ``top_values`` most
+    frequent values (ties broken by the smaller value) with a bounded top-k,
+    so nothing sorts the whole data. NULLs never enter the stack: their counts
+    come from :func:`split_target_sums`. For the columns named in
+    ``all_values`` (storage names, few distinct values) every (value, count)
+    pair comes back too, under ``"counts"``. Returns ``{storage name: stats}``.
     """
     from pyspark.sql import functions as F
 
@@ -45,24 +50,36 @@ def value_stats(df, fields: Iterable[Field], top_values: int = DEFAULT_TOP_VALUE
     require_columns(df, [f.storage for f in fields], "the column profile")
     if not fields:
         return {}
-    triples = [F.struct(F.lit(i).alias("c"),
-                        (F.col(f.storage).cast("double") if is_numeric(f)
-                         else F.lit(None).cast("double")).alias("num"),
-                        (F.lit(None).cast("string") if is_numeric(f)
-                         else F.col(f.storage).cast("string")).alias("txt"))
-               for i, f in enumerate(fields)]
-    counts = df.select(F.inline(F.array(*triples))).groupBy("c", "num", "txt").count()
-    present = F.col("num").isNotNull() | F.col("txt").isNotNull()
+    full = [i for i, f in enumerate(fields) if f.storage in set(all_values)]
+    # NULL values become all-NULL rows of the stack, dropped before counting.
+    counts = (df.select(F.inline(F.array(*[_triple(i, f) for i, f in enumerate(fields)])))
+              .where(F.col("c").isNotNull()).groupBy("c", "num", "txt").count())
     ranking = F.struct((-F.col("count")).alias("k"), "num", "txt")
     per_column = counts.groupBy("c").agg(
-        F.sum("count").alias("rows"),
-        F.sum(F.when(~present, F.col("count")).otherwise(0)).alias("nulls"),
-        F.count(F.when(present, 1)).alias("distinct"),
+        F.count(F.lit(1)).alias("distinct"),
         F.min("num").alias("min"), F.max("num").alias("max"),
-        F.min_by(F.struct("num", "txt", "count"), F.when(present, ranking),
-                 max(1, top_values)).alias("top"))
+        F.min_by(F.struct("num", "txt", "count"), ranking, max(1, top_values)).alias("top"),
+        F.collect_list(F.when(F.col("c").isin(full), F.struct("num", "txt", "count")))
+        .alias("all"))
     found = {row["c"]: row for row in per_column.collect()}
-    return {f.storage: _field_stats(f, found.get(i), top_values) for i, f in enumerate(fields)}
+    return {f.storage: _field_stats(f, found.get(i), top_values, i in full)
+            for i, f in enumerate(fields)}
+
+
+def value_stats_of_nothing(fields: Iterable[Field], all_values: Iterable[str] = ()) -> dict:
+    """What :func:`value_stats` returns for a DataFrame without rows, with no Spark job."""
+    return {f.storage: _field_stats(f, None, 0, f.storage in set(all_values)) for f in fields}
+
+
+def _triple(i: int, f: Field):
+    """The (column, number, text) struct of a field's value; NULL when the value is."""
+    from pyspark.sql import functions as F
+
+    value = F.col(f.storage)
+    num = value.cast("double") if is_numeric(f) else F.lit(None).cast("double")
+    txt = F.lit(None).cast("string") if is_numeric(f) else value.cast("string")
+    return F.when(value.isNotNull(),
+                  F.struct(F.lit(i).alias("c"), num.alias("num"), txt.alias("txt")))
 
 
 def _typed(f: Field, num, txt):
@@ -74,17 +91,20 @@ def _typed(f: Field, num, txt):
     return float(num) if f.kind == FLOAT else int(num)
 
 
-def _field_stats(f: Field, row, top_values: int) -> dict:
-    if row is None:  # no rows at all
-        return {"rows": 0, "nulls": 0, "distinct": 0, "min": None, "max": None, "top_values": []}
-    top = [{"value": _typed(f, t["num"], t["txt"]), "count": int(t["count"])}
-           for t in (row["top"] or [])][:top_values]
-    numeric = is_numeric(f)
-    return {"rows": int(row["rows"]), "nulls": int(row["nulls"]),
-            "distinct": int(row["distinct"]),
-            "min": _typed(f, row["min"], None) if numeric else None,
-            "max": _typed(f, row["max"], None) if numeric else None,
-            "top_values": top}
+def _field_stats(f: Field, row, top_values: int, full: bool) -> dict:
+    stats = {"distinct": 0, "min": None, "max": None, "top_values": []}
+    if full:
+        stats["counts"] = []
+    if row is None:  # no value at all
+        return stats
+    stats["distinct"] = int(row["distinct"])
+    if is_numeric(f):
+        stats["min"], stats["max"] = _typed(f, row["min"], None), _typed(f, row["max"], None)
+    stats["top_values"] = [{"value": _typed(f, t["num"], t["txt"]), "count": int(t["count"])}
+                           for t in (row["top"] or [])][:top_values]
+    if full:
+        stats["counts"] = [(_typed(f, t["num"], t["txt"]), int(t["count"])) for t in row["all"]]
+    return stats
 
 
 def class_means(groups: Iterable[GroupSums], fields: Iterable[Field]) -> dict:
@@ -96,12 +116,20 @@ def class_means(groups: Iterable[GroupSums], fields: Iterable[Field]) -> dict:
             for f in fields if is_numeric(f)}
 
 
-def build_profile(fields: Iterable[Field], stats: dict, means: dict) -> dict:
-    """The profile object of ``analyze --json`` from value stats and class means (pure)."""
+def build_profile(fields: Iterable[Field], stats: dict, groups: list[GroupSums]) -> dict:
+    """The profile object of ``analyze --json`` (pure).
+
+    ``stats`` come from :func:`value_stats`; ``groups`` from
+    :func:`split_target_sums` over the same columns, for row and NULL counts
+    and the per-class means.
+    """
+    fields = list(fields)
+    rows = sum(g.rows for g in groups)
+    means = class_means(groups, fields)
     columns = []
     for f in fields:
         s = stats[f.storage]
-        rows, nulls = s["rows"], s["nulls"]
+        nulls = rows - sum(g.counts[f.storage] for g in groups)
         columns.append({
             "name": f.name, "storage": f.storage, "title": f.title, "meaning": f.meaning,
             "kind": f.kind, "null_share": nulls / rows if rows else None,
@@ -110,7 +138,6 @@ def build_profile(fields: Iterable[Field], stats: dict, means: dict) -> dict:
             "empty": nulls == rows,
             "constant": s["distinct"] == 1 and nulls == 0,
         })
-    rows = max((s["rows"] for s in stats.values()), default=0)
     return {
         "rows": rows,
         "columns": columns,
@@ -126,18 +153,17 @@ def column_profile(df, columns: Iterable[str] | None = None,
 
     ``columns`` names the columns to profile (Wireshark or storage names;
     default: the features and the context columns ``df`` has). ``groups`` are
-    :func:`split_target_sums` over at least these numeric columns, when the
-    caller has them already.
+    :func:`split_target_sums` over at least these columns, when the caller has
+    them already.
     """
     if columns is None:
         fields = profiled_fields(df)
     else:
-        from mqttids.schema import BY_NAME
         fields = [BY_NAME[field_name(c)] for c in columns]
     require_columns(df, [TARGET] + [f.storage for f in fields], "the column profile")
     stats = value_stats(df, fields, top_values)
     if groups is None:
-        groups = split_target_sums(df, [f.storage for f in fields if is_numeric(f)])
-    profile = build_profile(fields, stats, class_means(groups, fields))
+        groups = split_target_sums(df, [f.storage for f in fields])
+    profile = build_profile(fields, stats, groups)
     log.info("profiled %d columns over %d rows", len(fields), profile["rows"])
     return profile
