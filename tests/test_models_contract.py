@@ -20,7 +20,7 @@ from mqttids.spark import pipeline as prep
 
 pytestmark = [pytest.mark.spark, pytest.mark.torch]
 
-SMALL = {"lr": spark_ml.GRIDS["lr"][0], "rf": {"numTrees": 10, "maxDepth": 6},
+SMALL = {"lr": {"regParam": 0.01, "maxIter": 20}, "rf": {"numTrees": 10, "maxDepth": 6},
          "mlp": torch_nets.NetParams(hidden=(16,)),
          "dnn": torch_nets.NetParams(hidden=(16, 16, 16), dropout=0.1, norm=True)}
 

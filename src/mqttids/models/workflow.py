@@ -150,6 +150,10 @@ def train_models(spark, data, options: TrainOptions, wh=None, progress=None) -> 
     models_dir.mkdir(parents=True, exist_ok=True)
     train = labelled(data.frame(spark), "train")
     prep.check_columns(train, options.features)
+    if train.limit(1).count() == 0:
+        raise prep.NoTrainRowsError(
+            "there are no labelled train rows: load some with "
+            "`mqttids ingest SOURCE --split train --label LABEL`")
     inputs = [f"`{schema.storage_name(n)}`" for n in options.features]
     train = train.select(*inputs, "target", prep.LABEL_COL).persist()
     pipe_dir = bundles.staging_dir(models_dir, "pipeline")
