@@ -149,3 +149,29 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, args, fragment):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and fragment in err
     assert not (tmp_path / "wh").exists()
+
+
+@pytest.mark.spark
+@pytest.mark.postgres
+def test_postgres_warehouse_gives_the_same_answers(spark, warehouse, pg_dsn, pg_warehouse,
+                                                   tmp_path, capsys, monkeypatch):
+    """The same rows in PostgreSQL (read once over JDBC) give the same JSON as in Parquet."""
+    url, rows = warehouse
+    monkeypatch.setenv("MQTTIDS_PG_SCHEMA", pg_warehouse)
+    with open_warehouse(pg_dsn) as wh:
+        for split in ("train", "test"):
+            part = [r for r in rows if r["split"] == split]
+            table = pa.Table.from_pylist(part, schema=schema.arrow_schema(storage=True))
+            pq.write_table(table, tmp_path / f"{split}.parquet")
+            assert wh.ingest([tmp_path / f"{split}.parquet"], split=split).loaded == len(part)
+    results = []
+    for where in (url, pg_dsn):
+        code, out, err = run_cli(capsys, "--warehouse", where, "--spark-master", "local[2]",
+                                 "analyze", "--json")
+        assert code == 0, err
+        results.append(json.loads(out))
+    assert results[1] == results[0]
+    with open_warehouse(pg_dsn) as wh:
+        ceiling = wh.read_table("analysis_ceiling").to_pylist()
+        assert {c["split"]: c["rows"] for c in ceiling} == {
+            s: c["rows"] for s, c in results[1]["ceiling"]["by_split"].items()}

@@ -68,8 +68,10 @@ def run(args, settings) -> int:
         spark = get_spark(settings.spark_master)
         packets = wh.spark_read(spark, "packets")
         with progress_bar("analyze", ANALYZE_STEPS, settings.quiet) as bar:
+            # JDBC reads cost far more than Parquet scans: read PostgreSQL once.
             result = analyze(packets, top_flags=top_flags, top_values=top_values,
-                             top_conflicts=conflicts, progress=bar)
+                             top_conflicts=conflicts, progress=bar,
+                             cache=not settings.warehouse.startswith("parquet:"))
         if result["profile"]["rows"] == 0:
             raise NoPacketsError(f"the warehouse {settings.warehouse} holds no packets: load "
                                  "some first with `mqttids ingest SOURCE --split train`")

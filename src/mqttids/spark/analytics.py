@@ -131,20 +131,36 @@ ANALYZE_STEPS = 3
 
 
 def analyze(df, top_flags: int = DEFAULT_TOP_FLAGS, top_values: int = DEFAULT_TOP_VALUES,
-            top_conflicts: int = DEFAULT_TOP_CONFLICTS, progress=None) -> dict:
+            top_conflicts: int = DEFAULT_TOP_CONFLICTS, progress=None,
+            cache: bool = False) -> dict:
     """All answers, as the object ``mqttids analyze --json`` prints.
 
     Three scans of ``df``: the per-(split, target) counts and sums, the stacked
     value counts (which hold the tcp.flags counts too), and the feature-vector
-    counts. ``progress``, when given, has ``advance(1)`` called after each scan
-    (:data:`ANALYZE_STEPS` in all).
+    counts. With ``cache`` the needed columns are persisted (memory, then
+    disk) during the first scan, so that a costly source such as JDBC is read
+    once; a Parquet source is cheaper to scan again. ``progress``, when given,
+    has ``advance(1)`` called after each scan (:data:`ANALYZE_STEPS` in all).
     """
     check_top("--top-flags", top_flags)
     check_top("--top-values", top_values, minimum=0)
     check_top("--conflicts", top_conflicts, minimum=0)
     fields = profiled_fields(df)
-    require_columns(df, [SPLIT, TARGET] + [f.storage for f in fields], "analyze")
+    needed = [f.storage for f in fields] + [TARGET, SPLIT]
+    require_columns(df, needed, "analyze")
+    if not cache:
+        return _analyze(df, fields, top_flags, top_values, top_conflicts, progress)
+    from pyspark import StorageLevel
 
+    kept = df.select(*needed).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _analyze(kept, fields, top_flags, top_values, top_conflicts, progress)
+    finally:
+        kept.unpersist()
+
+
+def _analyze(df, fields, top_flags, top_values, top_conflicts, progress) -> dict:
+    """The three scans and the answer object, once the options are checked."""
     groups = _timed("per-class sums", progress, split_target_sums, df,
                     [f.storage for f in fields])
     if groups:
