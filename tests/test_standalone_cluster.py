@@ -135,6 +135,8 @@ def submit(cluster: Cluster, *args: str) -> dict:
     cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.url,
            "--conf", "spark.executor.memory=512m", "--conf", "spark.executor.cores=1",
            "--conf", "spark.cores.max=2", "--conf", "spark.ui.enabled=false",
+           # a few hundred rows: 4 shuffle partitions, not Spark's 200 tiny tasks per stage
+           "--conf", "spark.sql.shuffle.partitions=4",
            "--driver-memory", "1g", str(MAIN_PY), *args]
     done = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True,
                           timeout=SUBMIT_TIMEOUT)
