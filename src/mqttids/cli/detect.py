@@ -85,6 +85,10 @@ def run(args, settings) -> int:
     check_options(args)
     ports = check_ports(dict.fromkeys([DEFAULT_MQTT_PORT] + args.port))
     spec = parse_source(args.source)
+    if spec.kind == "stdin" and sys.stdin.isatty():
+        raise UsageError("SOURCE - reads a pcap stream from stdin, but stdin is a terminal: "
+                         "pipe a capture in, e.g. tcpdump -i eth0 -U -w - port 1883 | "
+                         "mqttids detect - --model rf")
     bind = parse_bind(args.dashboard) if args.dashboard else None
     scorer = load_scorer(args.model, args.models_dir)
     sinks, listeners = [], []

@@ -240,7 +240,10 @@ class Detector:
 
     def _evict(self, ts: list) -> None:
         """Let the tracker forget connections idle for ``idle_s``, now and then."""
-        latest = max((t for t in ts if t is not None), default=None)
+        try:
+            latest = max(ts)
+        except TypeError:  # a NULL time stamp (a corrupt capture) among them
+            latest = max((t for t in ts if t is not None), default=None)
         if latest is None or latest <= self._now_us:
             return
         self._now_us = latest

@@ -81,7 +81,10 @@ class ArrowBlock:
                 col = pc.add(col, self._offset)
             if pa.types.is_timestamp(col.type):
                 col = col.cast(pa.int64())
-            out[n] = col.to_pylist()
+            if col.null_count == 0 and pa.types.is_integer(col.type):
+                out[n] = col.to_numpy().tolist()  # several times faster than to_pylist
+            else:
+                out[n] = col.to_pylist()
         return out
 
 
