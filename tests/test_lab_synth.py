@@ -293,3 +293,15 @@ def test_tshark_sees_the_malformed_class_as_malformed(scenario, tshark):
     flagged = subprocess.run([tshark, "-r", str(out / "malformed.pcap"), "-Y", "_ws.malformed"],
                              capture_output=True, text=True, check=True).stdout
     assert len(flagged.splitlines()) > 10
+
+
+@pytest.mark.parametrize("filt, topic, hit", [
+    ("home/#", "home/kitchen/door", True), ("home/#", "home", True),
+    ("home/+/smoke", "home/kitchen/smoke", True), ("home/+/smoke", "home/kitchen/door", False),
+    ("home/+/+/status", "home/kitchen/door/status", True), ("home/+", "home/a/b", False),
+    ("#", "anything/at/all", True), ("home/kitchen/fan/set", "home/kitchen/fan", False),
+])
+def test_the_simulated_broker_matches_topic_filters_as_mqtt_does(filt, topic, hit):
+    from mqttids.lab.legit import topic_matches
+
+    assert topic_matches(filt, topic) is hit

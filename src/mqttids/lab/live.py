@@ -5,8 +5,9 @@ simulate, from the same description (:mod:`mqttids.lab.home`) and the same
 packet builders, with every interval shrunk by ``scale`` so that seconds of
 recording hold a useful sample. Keep-alives are not shrunk: they are a field
 of every CONNECT, and a model trained on synthetic rows must see the same
-values in recorded ones (the price: a short recording holds no PINGREQ). Attack clients speak raw MQTT over sockets so
-that they can send what no library would (fuzzed packets, half CONNECTs).
+values in recorded ones (the price: a short recording holds no PINGREQ).
+Attack clients speak raw MQTT over sockets so that they can send what no
+library would (fuzzed packets, half CONNECTs).
 
 Every loop here is bounded twice: by the deadline and by a count. Sockets
 have timeouts; threads are joined before a driver returns.
@@ -183,7 +184,7 @@ def _guarded(ctx: LiveContext, target: Callable[..., None], args: tuple) -> None
 # -- legitimate ------------------------------------------------------------------
 
 
-def _paho():
+def require_paho():
     try:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
@@ -201,7 +202,7 @@ class _HomeClients:
 
     def __init__(self, ctx: LiveContext):
         self.ctx = ctx
-        self.paho, self.api, self.props, self.ptypes = _paho()
+        self.paho, self.api, self.props, self.ptypes = require_paho()
         self.clients: list = []
         self.by_name: dict[str, object] = {}
         self.last_fan_command = -1e9

@@ -303,6 +303,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def check_classes(classes: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The classes to record, in the given order, each once; none given means all."""
     if not classes:
         return home.CLASSES
     unknown = [c for c in classes if c not in home.CLASSES]
@@ -336,7 +337,7 @@ def record_scenario(out_dir: str | Path, seconds: float = DEFAULT_SECONDS,
         raise MissingDependencyError("lab record needs the mosquitto broker: "
                                      "apt-get install mosquitto")
     if "legitimate" in kinds:
-        live._paho()
+        live.require_paho()
     started = time.perf_counter()
     results: dict[str, dict] = {}
     with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="mqttids-lab-") as tmp:

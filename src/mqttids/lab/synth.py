@@ -96,7 +96,7 @@ def class_rng(seed: int, kind: str) -> random.Random:
 
 def write_class_pcap(kind: str, path: Path, packets: int, seed: int) -> dict:
     """Simulate class ``kind`` until ``packets`` frames are in ``path``."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with open(path, "wb") as fileobj:
         sink = PcapSink(fileobj, packets, epoch=EPOCH)
         sim = Sim(sink, class_rng(seed, kind))
@@ -110,7 +110,8 @@ def write_class_pcap(kind: str, path: Path, packets: int, seed: int) -> dict:
         sink.close()
     seconds = time.perf_counter() - started
     return {"pcap": str(path), "packets": sink.count, "bytes": sink.bytes,
-            "span_seconds": round(sink.now, 6), "write_seconds": round(seconds, 3)}
+            "span_seconds": round(sink.now, 6), "write_seconds": round(seconds, 3),
+            "write_cpu_seconds": round(time.process_time() - cpu, 3)}
 
 
 def write_class_rows(kind: str, pcap: Path, parquet: Path,
@@ -169,8 +170,9 @@ def write_scenario(out_dir: str | Path, packets: int = DEFAULT_PACKETS,
     ``packets`` frames in all, split by ``mix`` (shares, or the ``--mix`` text;
     default :data:`home.DEFAULT_MIX`). The same arguments give byte-identical
     pcaps. ``workers`` processes write classes in parallel (default: one per
-    CPU from 200,000 packets on, else one). ``progress`` is called with the packets of each class as it is done.
-    Returns the summary that ``--json`` prints.
+    CPU from 200,000 packets on, else one). ``progress`` is called with the
+    packets of each class as it is done. Returns the summary that ``--json``
+    prints (also written to ``DIR/summary.json``).
     """
     out = check_request(out_dir, packets, seed)
     shares = parse_mix(mix) if mix is None or isinstance(mix, str) else parse_mix(
