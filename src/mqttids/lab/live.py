@@ -154,13 +154,15 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
 
 def _drain_until_closed(sock: socket.socket, wait: float) -> bool:
     """Read and drop what the broker sends; True when it closed within ``wait`` seconds."""
-    sock.settimeout(wait)
+    deadline = time.monotonic() + wait
     try:
-        while True:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
             if not sock.recv(4096):
                 return True
-    except (TimeoutError, OSError):
-        return False
+    except OSError:  # a timeout, or a reset
+        pass
+    return False
 
 
 def _run_workers(ctx: LiveContext, target: Callable[..., None], args_list: list[tuple]) -> None:
@@ -389,7 +391,9 @@ def slowite(ctx: LiveContext) -> None:
     held: list[socket.socket] = []
     ctx.sleep(rng.uniform(0.0, 1.0) * ctx.scale)
     try:
-        while ctx.running():
+        for _wave in range(1000):
+            if not ctx.running():
+                return
             count, version, _hold = attacks.slowite_wave(rng)
             for i in range(min(count, _MAX_SLOW_CONNECTIONS)):
                 if not ctx.running():
@@ -403,12 +407,17 @@ def slowite(ctx: LiveContext) -> None:
 
 
 def _slow_connection(ctx: LiveContext, cid: str, version: int) -> socket.socket:
+    """One SlowITe connection: CONNECT in two writes, then the CONNACK; left open."""
     sock = dial(ctx)
-    packet = mq.connect(cid, version=version, keepalive=home.SLOWITE_KEEPALIVE)
-    sock.sendall(packet[:-1])
-    time.sleep(0.0004)
-    sock.sendall(packet[-1:])
-    read_packet(sock)
+    try:
+        packet = mq.connect(cid, version=version, keepalive=home.SLOWITE_KEEPALIVE)
+        sock.sendall(packet[:-1])
+        time.sleep(0.0004)
+        sock.sendall(packet[-1:])
+        read_packet(sock)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
