@@ -194,7 +194,8 @@ def run_big(args, out: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=os.environ.get("MQTTIDS_LOG_LEVEL", "WARNING").upper(),
+                        stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - {"targets", "speed", "big"}
     if unknown:
