@@ -109,6 +109,9 @@ def train_spark_models(spark, wh: JobWarehouse, options: TrainOptions,
     """Fit, tune and refit each Spark model of ``options``; one summary per bundle."""
     train = labelled(wh.packets(), "train")
     prep.check_columns(train, options.features)
+    if not train.take(1):
+        raise prep.NoTrainRowsError(f"the warehouse {wh.display_url} has no labelled train "
+                                    "rows: load some with the ingest-csv job (--split train)")
     inputs = [f"`{schema.storage_name(n)}`" for n in options.features]
     train = train.select(*inputs, "target", prep.LABEL_COL).persist()
     try:
@@ -118,10 +121,13 @@ def train_spark_models(spark, wh: JobWarehouse, options: TrainOptions,
             raise JobError(f"train holds only the class(es) {present}: a classifier needs at "
                            "least two; ingest more labelled rows with --split train")
         sample = tuning.spark_sample(train, spec.class_counts, options.tune_rows, options.seed)
+        # As the models stage does: checkpoints cut the wide preprocessing plan short,
+        # which would otherwise be planned again for every optimiser iteration.
         cv_data = pm.transform(tuning.spark_folds(sample, options.folds, options.seed,
                                                   spec.sources)) \
-            .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).persist()
-        full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL).persist()
+            .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).localCheckpoint()
+        full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL) \
+            .localCheckpoint()
         try:
             n_tune = cv_data.count()
             if n_tune < spec.train_rows:
