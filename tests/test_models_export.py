@@ -30,11 +30,14 @@ def test_dense_matrix_reads_both_layouts():
 def test_first_byte_follows_spark_conv():
     import pyarrow as pa
 
-    t = pa.table({"mqtt_msg": ["ff10", "7", None, "zz", "a", "0g"]})
+    t = pa.table({"mqtt_msg": ["ff10", "7", None, "zz", "a", "0g", "A1bc"]})
     got = raw_input(t, "mqtt_msg", "byte0")
-    assert np.array_equal(got[[0, 3, 5]], [255.0, 0.0, 0.0])
+    assert np.array_equal(got[[0, 3, 5, 6]], [255.0, 0.0, 0.0, 161.0])
     assert np.isnan(got[[1, 2, 4]]).all()
     assert raw_input(t, "mqtt_msg", "nbytes")[0] == 2.0
+    # Chunked, sliced and non-ASCII input take the same rules.
+    odd = pa.table({"mqtt_msg": pa.chunked_array([["x", "ff"], ["\u00e91", "7z"]])}).slice(1)
+    assert raw_input(odd, "mqtt_msg", "byte0").tolist() == [255.0, 0.0, 7.0]
 
 
 @pytest.fixture(scope="module")

@@ -104,18 +104,38 @@ def _as_float(col: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(arr, dtype=np.float64)
 
 
-def _hex_prefix_value(text: np.ndarray) -> np.ndarray:
-    """Spark's conv(substr(s, 1, 2), 16, 10): the leading hex digits' value, 0 if none."""
-    out = np.full(len(text), np.nan)
-    for i, s in enumerate(text):
-        if s is None or len(s) < 2:
-            continue
-        digits = ""
-        for ch in s[:2]:
-            if ch not in "0123456789abcdefABCDEF":
-                break
-            digits += ch
-        out[i] = int(digits, 16) if digits else 0.0
+_HEX_DIGIT = np.full(256, -1, dtype=np.int64)
+for _i, _c in enumerate("0123456789abcdef"):
+    _HEX_DIGIT[ord(_c)] = _HEX_DIGIT[ord(_c.upper())] = _i
+
+
+def _hex_prefix_value(prefix: pa.ChunkedArray) -> np.ndarray:
+    """Spark's conv(substr(s, 1, 2), 16, 10): the leading hex digits' value, 0 if none.
+
+    NaN where the string is NULL or shorter than two characters. Vectorised over
+    ASCII; other text takes a slow path (the decoder writes lower-case hex).
+    """
+    lengths = np.asarray(pc.utf8_length(prefix).fill_null(0).to_numpy(zero_copy_only=False))
+    out = np.full(len(lengths), np.nan)
+    ok = lengths >= 2
+    if not ok.any():
+        return out
+    kept = pc.filter(prefix, pa.array(ok)).combine_chunks()
+    offsets = np.frombuffer(kept.buffers()[1], dtype=np.int32)[kept.offset:
+                                                              kept.offset + len(kept) + 1]
+    codes = np.frombuffer(kept.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    if len(codes) != 2 * len(kept):  # some character took more than one byte
+        texts = prefix.to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(ok):
+            digits = ""
+            for ch in texts[i]:
+                if ch not in "0123456789abcdefABCDEF":
+                    break
+                digits += ch
+            out[i] = int(digits, 16) if digits else 0.0
+        return out
+    d = _HEX_DIGIT[codes.reshape(-1, 2)]
+    out[ok] = np.where(d[:, 0] < 0, 0, np.where(d[:, 1] < 0, d[:, 0], d[:, 0] * 16 + d[:, 1]))
     return out
 
 
@@ -128,8 +148,7 @@ def raw_input(table: pa.Table, source: str, transform: str) -> np.ndarray:
     if transform == "nbytes":
         return np.floor(_as_float(pc.utf8_length(strings)) / 2)
     if transform == "byte0":
-        prefix = pc.utf8_slice_codeunits(strings, 0, 2)
-        return _hex_prefix_value(np.asarray(prefix.to_pylist(), dtype=object))
+        return _hex_prefix_value(pc.utf8_slice_codeunits(strings, 0, 2))
     raise ExportError(f"unknown input transform {transform!r}: the bundle needs a newer mqttids")
 
 
