@@ -155,3 +155,18 @@ def test_tuning_on_a_sample_refits_on_all_train(spark, run, tmp_path):
     meta = bundle.load_bundle(s["name"], tmp_path).meta
     assert "tcp.time_delta" not in meta["features"]
     assert meta["train"]["rows"] == s["train_rows"]
+
+
+def test_flow_features_without_context_values_are_refused(spark, tmp_path):
+    import pyarrow as pa
+
+    from mqttids.spark.pipeline import MissingFeatureColumnsError
+
+    toy = toy_table(10, seed=2)
+    for name in schema.CONTEXT_NAMES:
+        col = schema.storage_name(name)
+        toy = toy.set_column(toy.schema.get_field_index(col), col,
+                             pa.nulls(toy.num_rows, toy.schema.field(col).type))
+    options = workflow.TrainOptions(models=("lr",), folds=2, models_dir=tmp_path, grids=GRIDS)
+    with pytest.raises(MissingFeatureColumnsError, match="--features packet"):
+        workflow.train_models(spark, workflow.ArrowData(toy), options)

@@ -160,6 +160,7 @@ def train_models(spark, data, options: TrainOptions, wh=None, progress=None) -> 
     try:
         pm, spec = prep.fit_preprocessing(train, options.features)
         _check_classes(spec)
+        _check_context(spec, options)
         pm.write().overwrite().save(str(pipe_dir))
         state = _Fitted(options, spec, pipe_dir)
         if progress is not None:
@@ -188,6 +189,18 @@ def _check_classes(spec: prep.PreprocessSpec) -> None:
         raise UsageError(
             f"train holds only the class(es) {present}: a classifier needs at least two; "
             "ingest more labelled captures with `mqttids ingest ... --split train --label L`")
+
+
+def _check_context(spec: prep.PreprocessSpec, options: TrainOptions) -> None:
+    """A flow model without any ctx. value would silently be a packet model."""
+    if options.feature_set != "flow":
+        return
+    ctx = [schema.storage_name(n) for n in schema.CONTEXT_NAMES]
+    if all(spec.dropped.get(c) == "all NULL in train" for c in ctx):
+        raise prep.MissingFeatureColumnsError(
+            "the train rows carry no ctx. (connection context) values, as rows from MQTTset "
+            "CSV files do not: train with --features packet, or ingest captures (pcap) "
+            "whose rows the decoder gives context")
 
 
 def _train_spark(state: _Fitted, pm, train, kinds, wh, progress) -> list[dict]:
