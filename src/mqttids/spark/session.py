@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 
 from mqttids.errors import MissingDependencyError
 
@@ -45,6 +46,11 @@ def get_spark(master: str = "local[*]", app_name: str = "mqttids", extra: dict |
             "Spark needs Java 17 and no `java` was found: install openjdk-17-jre-headless")
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if master.startswith("local"):
+        # Local Python workers must be this interpreter (the venv with mqttids and
+        # pyarrow), not whatever `python3` is first on PATH. On a cluster the
+        # executors' own Python is the right one, so it is left alone there.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
