@@ -183,13 +183,15 @@ def _pcapng_frames(stream, name, magic, warnings) -> Iterator[Frame]:
             elif bom == b"\x1a\x2b\x3c\x4d":
                 endian = ">"
             else:
-                _warn(warnings, name, f"section header at byte {buf.base + pos} has a bad byte-order "
+                _warn(warnings, name, f"section header at byte {buf.base + pos} has a bad "
+                                      "byte-order "
                                       "mark; stopped there")
                 return
             ifaces = []  # interfaces are per section
         btype, blen = struct.unpack_from(endian + "II", data, pos)
         if blen < 12 or blen % 4 or blen > MAX_FRAME:
-            _warn(warnings, name, f"block at byte {buf.base + pos} has an impossible length {blen}; "
+            _warn(warnings, name, f"block at byte {buf.base + pos} has an impossible "
+                                  f"length {blen}; "
                                   "the capture is corrupt from there, stopped")
             return
         if not buf.need(blen):
@@ -198,14 +200,16 @@ def _pcapng_frames(stream, name, magic, warnings) -> Iterator[Frame]:
         body = data[pos + 8:pos + blen - 4]
         buf.pos = pos + blen
         if len(body) < _MIN_BODY.get(btype, 0) and (btype != 3 or ifaces):
-            _warn(warnings, name, f"block at byte {buf.base + pos} of type {btype} is {blen} bytes, too "
+            _warn(warnings, name, f"block at byte {buf.base + pos} of type {btype} is "
+                                  f"{blen} bytes, too "
                                   "short for its fields; the capture is corrupt from there, "
                                   "stopped")
             return
         if btype == 6:  # enhanced packet block
             iface_id, ts_hi, ts_lo, caplen = struct.unpack_from(endian + "IIII", body, 0)
             if iface_id >= len(ifaces) or 20 + caplen > len(body):
-                _warn(warnings, name, f"packet block at byte {buf.base + pos} names interface {iface_id} "
+                _warn(warnings, name, f"packet block at byte {buf.base + pos} names "
+                                      f"interface {iface_id} "
                                       "or overruns its block; skipped")
                 continue
             iface = ifaces[iface_id]
