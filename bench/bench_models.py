@@ -17,10 +17,13 @@ Three parts, each selectable:
 - ``big``: `mqttids train` (all four models, 3 folds) on a warehouse that
   holds the 10M synthetic rows (``--big-warehouse URL``), timed against the
   90-minute target. Make the rows with `mqttids lab synth -o DIR --packets 10M`
-  and `mqttids ingest DIR/*.parquet --split train` (and a test split).
+  and `mqttids ingest DIR/*.parquet --split train`, or ingest the 10M-row
+  MQTTset-format CSV that `python -m bench ingest` generates (packet features
+  only: ``--big-features packet``, the default).
 
     python -m bench models [--parts targets,speed,big] [--folds 3]
         [--no-time-delta-too] [--speed-rows 1000000] [--big-warehouse URL]
+        [--big-features packet|flow]
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--speed-rows", type=int, default=1_000_000)
     p.add_argument("--big-warehouse", metavar="URL",
                    help="warehouse holding the 10M synthetic rows (for part big)")
+    p.add_argument("--big-features", choices=("packet", "flow"), default="packet",
+                   help="feature set of part big (rows from MQTTset-format CSV have no ctx.)")
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "models"),
                    help="folder for bundles and the JSON of the results")
     return p.parse_args(argv)
@@ -176,7 +181,8 @@ def run_big(args, out: Path) -> dict:
         return {}
     cmd = [sys.executable, "-m", "mqttids.cli", "--warehouse", args.big_warehouse,
            "--spark-master", "local[2]", "--quiet", "train", "--models", "lr,rf,mlp,dnn",
-           "--folds", "3", "--device", "cpu", "--models-dir", str(out / "big"), "--json"]
+           "--folds", "3", "--features", args.big_features, "--device", "cpu",
+           "--models-dir", str(out / "big"), "--json"]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - started

@@ -333,6 +333,7 @@ def evaluate_models(spark, data, names: list[str] | None = None,
     out = []
     try:
         for b in loaded:
+            prep.check_columns(test, b.features)
             if b.features not in flagged:
                 flagged[b.features] = evaluate.mark_unseen(test, train, b.features).persist()
             td = bool(b.meta["time_delta"])
