@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -180,18 +179,22 @@ def run_big(args, out: Path) -> dict:
         print("\npart big needs --big-warehouse URL (a warehouse with the 10M synthetic rows)")
         return {}
     cmd = [sys.executable, "-m", "mqttids.cli", "--warehouse", args.big_warehouse,
-           "--spark-master", "local[2]", "--quiet", "train", "--models", "lr,rf,mlp,dnn",
+           "--spark-master", "local[2]", "--quiet", "--log-level", "INFO", "train",
+           "--models", "lr,rf,mlp,dnn",
            "--folds", "3", "--features", args.big_features, "--device", "cpu",
            "--models-dir", str(out / "big"), "--json"]
+    log_file = out / "big-train.log"
+    print(f"\npart big: {' '.join(cmd[1:])}\n(progress in {log_file})")
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    with open(log_file, "w") as err:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     print(f"\nmqttids train on {args.big_warehouse}: exit {done.returncode}, {seconds / 60:.1f} "
-          f"min (target 90), peak RSS of the Python side {peak:.1f} GiB")
+          f"min (target 90)")
     if done.returncode:
-        print(done.stderr[-2000:])
-        return {"seconds": seconds, "error": done.stderr[-2000:]}
+        tail = log_file.read_text()[-2000:]
+        print(tail)
+        return {"seconds": seconds, "error": tail}
     summary = json.loads(done.stdout)
     for m in summary["models"]:
         print(f"  {m['name']}: tuned on {m['tuning_rows']:,} of {m['train_rows']:,} rows")
