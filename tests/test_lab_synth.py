@@ -269,6 +269,18 @@ def test_rows_are_the_decoder_output_labelled_with_the_class(scenario):
         assert table.num_rows == _rows(out / f"{kind}.pcap", per_message=False).num_rows
 
 
+def test_every_row_of_every_class_loads_into_the_warehouse(scenario, tmp_path):
+    # The fuzzed class holds values no well-formed packet has (remaining
+    # lengths above MQTT's maximum, NUL bytes in strings): still rows, not rejects.
+    from mqttids.warehouse import open_warehouse
+
+    out, summary = scenario
+    with open_warehouse(f"parquet:{tmp_path / 'wh'}") as wh:
+        report = wh.ingest(sorted(str(p) for p in out.glob("*.parquet")), split="train")
+    assert report.rejected == 0
+    assert report.loaded == sum(c["rows"] for c in summary["classes"].values())
+
+
 @pytest.mark.tshark
 @pytest.mark.parametrize("kind", ["legitimate", "dos", "flood", "slowite", "bruteforce"])
 def test_tshark_sees_clean_mqtt_with_good_checksums(scenario, tshark, kind):

@@ -156,6 +156,26 @@ def test_parquet_rows_with_wireshark_names_are_checked_like_csv(wh, tmp_path):
     assert '"tcp.len": -3' in reject["raw"]
 
 
+def test_malformed_packets_decoded_values_are_stored_not_rejected(wh, tmp_path):
+    # What the decoder gives for fuzzed packets: a five-byte remaining length
+    # (above MQTT's 268,435,455) and a protocol name holding a zero byte.
+    names = schema.COLUMN_NAMES
+    base = {n: None for n in names} | {"tcp.flags": 24, "tcp.len": 9, "frame": 1,
+                                       "mqtt.msgtype": 3, "target": "malformed"}
+    rows = [base | {"mqtt.len": 536_870_911},
+            base | {"frame": 2, "mqtt.msgtype": 1, "mqtt.protoname": "MQ\x00T"},
+            base | {"frame": 3, "mqtt.len": -1}]
+    path = tmp_path / "fuzzed.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema.arrow_schema()), path)
+    report = wh.ingest([str(path)], split="train")
+    assert (report.read, report.loaded, report.rejected) == (3, 2, 1)
+    got = {r["frame"]: r for r in wh.read_packets_arrow().to_pylist()}
+    assert got[1]["mqtt_len"] == 536_870_911
+    assert got[2]["mqtt_protoname"] == "MQ\ufffdT"
+    (reject,) = wh.read_table("rejects").to_pylist()
+    assert reject["frame"] == 3 and "mqtt.len: -1" in reject["reason"]
+
+
 @pytest.mark.dataset
 def test_a_capture_goes_through_the_decoder(wh, dataset_dir):
     capture = dataset_dir / "malformed" / "malformed-test.pcap"

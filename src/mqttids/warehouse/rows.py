@@ -6,14 +6,18 @@ Readers of each format (MQTTset CSV, captures, Parquet) turn their input into
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mqttids import schema
 from mqttids.warehouse.convert import RowFaults, check_values, labels
+
+log = logging.getLogger(__name__)
 
 MAX_RAW_CHARS = 65536  # raw text kept with a reject; longer text is cut and says so
 
@@ -89,7 +93,9 @@ def finish(columns: dict[str, pa.Array], rows: int, names: tuple[str, ...],
             arr = pa.repeat(pa.scalar(ctx.name, pa.string()), rows)
         elif name in columns:
             arr = columns[name]
-            check_values(arr, fld, faults, nul_checked=nul_checked)
+            if not nul_checked and pa.types.is_string(arr.type):
+                arr = _without_nul(arr, name, ctx)
+            check_values(arr, fld, faults, nul_checked=True)
         else:
             arr = pa.nulls(rows, fld.arrow_type)
         out[schema.storage_name(name)] = arr
@@ -97,6 +103,22 @@ def finish(columns: dict[str, pa.Array], rows: int, names: tuple[str, ...],
     if faults.count:
         table = table.filter(pa.array(~faults.bad))
     return table, np.flatnonzero(faults.bad)
+
+
+def _without_nul(arr: pa.Array, name: str, ctx: SourceContext) -> pa.Array:
+    """Text with each NUL character as U+FFFD, which PostgreSQL's text type can hold.
+
+    Decoded rows (captures, Parquet) carry a NUL where a malformed packet's
+    string field held a zero byte; refusing the row would lose the very
+    evidence of the malformed class, so the character is replaced, as the
+    decoder already replaces bytes that are not UTF-8. (A CSV line holding a
+    NUL byte is refused as bad encoding before it gets here.)
+    """
+    hits = pc.sum(pc.count_substring(arr, "\x00")).as_py() or 0
+    if not hits:
+        return arr
+    log.info("%s: %d NUL character(s) in %s stored as U+FFFD", ctx.name, hits, name)
+    return pc.replace_substring(arr, "\x00", "\ufffd")
 
 
 def reject_list(bad: np.ndarray, faults: RowFaults, where: Callable[[int], tuple],
