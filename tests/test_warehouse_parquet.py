@@ -157,6 +157,11 @@ def test_parquet_rows_with_wireshark_names_are_checked_like_csv(wh, tmp_path):
 
 
 def test_malformed_packets_decoded_values_are_stored_not_rejected(wh, tmp_path):
+    check_malformed_values_are_stored(wh, tmp_path)
+
+
+def check_malformed_values_are_stored(wh, tmp_path) -> None:
+    """(Shared with the PostgreSQL tests.)"""
     # What the decoder gives for fuzzed packets: a five-byte remaining length
     # (above MQTT's 268,435,455) and a protocol name holding a zero byte.
     names = schema.COLUMN_NAMES

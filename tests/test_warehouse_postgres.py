@@ -15,7 +15,7 @@ from mqttids.warehouse import (TableError, WarehouseConnectionError, WarehouseUR
 from mqttids.warehouse.ddl import create_statements
 from mqttids.warehouse.dsn import mask_dsn
 from test_warehouse_csv import mqttset_row
-from test_warehouse_parquet import write_csv
+from test_warehouse_parquet import check_malformed_values_are_stored, write_csv
 
 pytestmark = pytest.mark.postgres
 psycopg = pytest.importorskip("psycopg")
@@ -69,6 +69,10 @@ def test_values_round_trip_exactly(wh, tmp_path):
     assert [r["mqtt_msg"] for r in got] == ["00ff", None]
     assert [r["mqtt_protoname"] for r in got] == ["MQTT", "MQIsdp"]
     assert wh.read_packets_arrow(split="train").num_rows == 0
+
+
+def test_malformed_packets_decoded_values_are_stored_not_rejected(wh, tmp_path):
+    check_malformed_values_are_stored(wh, tmp_path)
 
 
 @pytest.mark.parametrize("column, value", [
