@@ -15,15 +15,18 @@ Three parts, each selectable:
   is shared, so CPU time says what two cores of our own would do). Targets:
   shallow >= 300,000 rows/s, deep >= 100,000 rows/s.
 - ``big``: `mqttids train` (all four models, 3 folds) on a warehouse that
-  holds the 10M synthetic rows (``--big-warehouse URL``), timed against the
-  90-minute target. Make the rows with `mqttids lab synth -o DIR --packets 10M`
-  and `mqttids ingest DIR/*.parquet --split train`, or ingest the 10M-row
-  MQTTset-format CSV that `python -m bench ingest` generates (packet features
-  only: ``--big-features packet``, the default).
+  holds at least 10M synthetic rows, timed against the 90-minute target.
+  Without ``--big-warehouse URL`` it makes them itself, once: `mqttids lab
+  synth --packets` ``--big-packets`` (15M packets give about 10.1M rows)
+  into bench/out/models/big-synth, then `mqttids ingest ... --split train`
+  into ``parquet:bench/out/models/big-warehouse``; it refuses to time a
+  warehouse with fewer than 10M train rows. ``--big-features`` is flow by
+  default (lab rows carry the ctx. columns); a warehouse loaded from the
+  MQTTset-format CSV of `python -m bench ingest` needs ``packet``.
 
     python -m bench models [--parts targets,speed,big] [--folds 3]
         [--no-time-delta-too] [--speed-rows 1000000] [--big-warehouse URL]
-        [--big-features packet|flow]
+        [--big-packets 15M] [--big-features packet|flow]
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="also train both feature sets without tcp.time_delta")
     p.add_argument("--speed-rows", type=int, default=1_000_000)
     p.add_argument("--big-warehouse", metavar="URL",
-                   help="warehouse holding the 10M synthetic rows (for part big)")
-    p.add_argument("--big-features", choices=("packet", "flow"), default="packet",
+                   help="warehouse holding the 10M synthetic rows (default: make them)")
+    p.add_argument("--big-packets", default="15M",
+                   help="packets `lab synth` makes for part big when it makes the rows")
+    p.add_argument("--big-features", choices=("packet", "flow"), default="flow",
                    help="feature set of part big (rows from MQTTset-format CSV have no ctx.)")
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "models"),
                    help="folder for bundles and the JSON of the results")
@@ -174,11 +179,50 @@ def run_speed(args) -> dict:
     return out
 
 
+BIG_ROWS = 10_000_000
+
+
+def _mqttids(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "mqttids.cli", *argv]
+
+
+def make_big_warehouse(args, out: Path) -> str:
+    """A Parquet warehouse with the lab's synthetic rows as train, made once and reused."""
+    synth, url = out / "big-synth", f"parquet:{out / 'big-warehouse'}"
+    if not (synth / "summary.json").is_file():
+        print(f"\npart big: lab synth --packets {args.big_packets} -o {synth}")
+        started = time.perf_counter()
+        subprocess.run(_mqttids("--quiet", "lab", "synth", "-o", str(synth), "--packets",
+                                args.big_packets, "--seed", "1"), check=True)
+        print(f"  made in {time.perf_counter() - started:.0f} s")
+    print(f"part big: ingest {synth}/*.parquet into {url} (a re-run skips loaded files)")
+    started = time.perf_counter()
+    done = subprocess.run(_mqttids("--quiet", "--warehouse", url, "ingest",
+                                   *sorted(map(str, synth.glob("*.parquet"))),
+                                   "--split", "train", "--json"),
+                          check=True, stdout=subprocess.PIPE, text=True)
+    report = json.loads(done.stdout)
+    print(f"  {json.dumps({k: v for k, v in report.items() if k != 'batches'})} in "
+          f"{time.perf_counter() - started:.0f} s")
+    return url
+
+
+def _train_rows(url: str) -> int:
+    from mqttids.warehouse import open_warehouse
+
+    with open_warehouse(url) as wh:
+        return wh.read_packets_arrow("train", ["target"]).num_rows
+
+
 def run_big(args, out: Path) -> dict:
-    if not args.big_warehouse:
-        print("\npart big needs --big-warehouse URL (a warehouse with the 10M synthetic rows)")
-        return {}
-    cmd = [sys.executable, "-m", "mqttids.cli", "--warehouse", args.big_warehouse,
+    url = args.big_warehouse or make_big_warehouse(args, out)
+    rows = _train_rows(url)
+    if rows < BIG_ROWS:
+        print(f"\npart big: {url} holds {rows:,} train rows, fewer than {BIG_ROWS:,}: give "
+              "more --big-packets or another --big-warehouse")
+        return {"error": f"{rows} train rows"}
+    print(f"part big: {rows:,} train rows in {url}")
+    cmd = [sys.executable, "-m", "mqttids.cli", "--warehouse", url,
            "--spark-master", "local[2]", "--quiet", "--log-level", "INFO", "train",
            "--models", "lr,rf,mlp,dnn",
            "--folds", "3", "--features", args.big_features, "--device", "cpu",
@@ -189,16 +233,16 @@ def run_big(args, out: Path) -> dict:
     with open(log_file, "w") as err:
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     seconds = time.perf_counter() - started
-    print(f"\nmqttids train on {args.big_warehouse}: exit {done.returncode}, {seconds / 60:.1f} "
+    print(f"\nmqttids train on {url}: exit {done.returncode}, {seconds / 60:.1f} "
           f"min (target 90)")
     if done.returncode:
         tail = log_file.read_text()[-2000:]
         print(tail)
-        return {"seconds": seconds, "error": tail}
+        return {"seconds": seconds, "train_rows": rows, "error": tail}
     summary = json.loads(done.stdout)
     for m in summary["models"]:
         print(f"  {m['name']}: tuned on {m['tuning_rows']:,} of {m['train_rows']:,} rows")
-    return {"seconds": seconds, "summary": summary}
+    return {"seconds": seconds, "train_rows": rows, "summary": summary}
 
 
 def main(argv: list[str]) -> int:

@@ -16,23 +16,20 @@ on one machine with ``mqttids train``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import time
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 
-from mqttids import __version__, schema
 from mqttids.errors import MqttidsError, UsageError
 from mqttids.jobs import hadoopfs
 from mqttids.jobs.errors import JobError
 from mqttids.jobs.store import JobWarehouse
 from mqttids.models import bundle as bundles
-from mqttids.models import spark_ml, tuning
-from mqttids.models.workflow import TrainOptions, labelled
+from mqttids.models import tuning, workflow
+from mqttids.models.workflow import TrainOptions
 from mqttids.spark import pipeline as prep
 
 log = logging.getLogger(__name__)
@@ -106,79 +103,36 @@ def train_job(spark, wh: JobWarehouse, args) -> dict:
 
 def train_spark_models(spark, wh: JobWarehouse, options: TrainOptions,
                        models_uri: str) -> list[dict]:
-    """Fit, tune and refit each Spark model of ``options``; one summary per bundle."""
-    train = labelled(wh.packets(), "train")
-    prep.check_columns(train, options.features)
-    if not train.take(1):
-        raise prep.NoTrainRowsError(f"the warehouse {wh.display_url} has no labelled train "
-                                    "rows: load some with the ingest-csv job (--split train)")
-    inputs = [f"`{schema.storage_name(n)}`" for n in options.features]
-    train = train.select(*inputs, "target", prep.LABEL_COL).persist()
+    """Fit, tune and refit each Spark model of ``options``; one summary per bundle.
+
+    The steps are the models stage's own (:mod:`mqttids.models.workflow`);
+    only where the bundles go differs.
+    """
+    train = workflow.train_frame(
+        wh.packets(), options, f"the warehouse {wh.display_url} has no labelled train rows: "
+                               "load some with the ingest-csv job (--split train)")
     try:
         pm, spec = prep.fit_preprocessing(train, options.features)
-        present = [c for c, n in spec.class_counts.items() if n]
-        if len(present) < 2:
-            raise JobError(f"train holds only the class(es) {present}: a classifier needs at "
-                           "least two; ingest more labelled rows with --split train")
-        sample = tuning.spark_sample(train, spec.class_counts, options.tune_rows, options.seed)
-        # As the models stage does: checkpoints cut the wide preprocessing plan short,
-        # which would otherwise be planned again for every optimiser iteration.
-        cv_data = pm.transform(tuning.spark_folds(sample, options.folds, options.seed,
-                                                  spec.sources)) \
-            .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).localCheckpoint()
-        full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL) \
-            .localCheckpoint()
+        workflow.check_classes(spec)
+        cv_data, full = workflow.spark_frames(pm, train, spec, options)
         try:
             n_tune = cv_data.count()
-            if n_tune < spec.train_rows:
-                log.warning("tuning on a stratified sample of %d of the %d train rows; the "
-                            "chosen configuration is refitted on all of them", n_tune,
-                            spec.train_rows)
-            return [_train_one(spark, wh, options, kind, pm, spec, cv_data, full, n_tune,
-                               models_uri) for kind in options.models]
+            workflow.log_sample(n_tune, spec.train_rows)
+            out = []
+            for kind in options.models:
+                name, rows, best, params, model = workflow.tune_spark_model(
+                    kind, options, cv_data, full, spec.train_rows)
+                meta = workflow.bundle_metadata(name, kind, options, spec, params, rows, best,
+                                                n_tune)
+                uri = save_bundle(spark, models_uri, name, pm, model, meta)
+                record(wh, bundles.Bundle(Path(name), meta), uri, tuning.tuning_table(rows))
+                out.append(workflow.train_summary(meta, uri))
+            return out
         finally:
             cv_data.unpersist()
             full.unpersist()
     finally:
         train.unpersist()
-
-
-def _train_one(spark, wh, options: TrainOptions, kind: str, pm, spec, cv_data, full,
-               n_tune: int, models_uri: str) -> dict:
-    name = bundles.bundle_name(kind, options.feature_set, options.time_delta)
-    grid = options.grid(kind)
-    rows = tuning.cv_spark(name, kind, grid, cv_data, options.folds, options.seed)
-    best = tuning.best_config(rows)
-    params = grid[best]
-    started = time.perf_counter()
-    model = spark_ml.fit(kind, full, params, options.seed)
-    log.info("%s refitted on all %d train rows in %.1f s", name, spec.train_rows,
-             time.perf_counter() - started)
-    summary = tuning.summarise(rows)
-    meta = bundle_metadata(name, kind, options, spec, params, summary, best, n_tune)
-    uri = save_bundle(spark, models_uri, name, pm, model, meta)
-    record(wh, bundles.Bundle(Path(name), meta), uri, tuning.tuning_table(rows))
-    return {"name": name, "kind": kind, "features": options.feature_set,
-            "time_delta": options.time_delta, "cv": summary, "best_params": params,
-            "train_rows": spec.train_rows, "tuning_rows": n_tune, "bundle": uri}
-
-
-def bundle_metadata(name: str, kind: str, options: TrainOptions, spec, params: dict,
-                    summary: list[dict], best: int, n_tune: int) -> dict:
-    """``metadata.json`` of a bundle, with the keys the models stage writes and reads."""
-    best_summary = next(s for s in summary if s["config"] == best)
-    return {
-        "name": name, "kind": kind, "mqttids_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "feature_set": options.feature_set, "time_delta": options.time_delta,
-        "features": list(options.features), "labels": list(schema.LABELS),
-        "preprocessing": spec.to_json(), "params": params, "cv": summary,
-        "train": {"rows": spec.train_rows, "tuning_rows": n_tune, "folds": options.folds,
-                  "seed": options.seed, "class_counts": spec.class_counts,
-                  "fingerprint": spec.fingerprint},
-        "metrics": {"cv_macro_f1": best_summary["mean_macro_f1"]},
-        "versions": bundles.versions(),
-    }
 
 
 def save_bundle(spark, models_uri: str, name: str, pm, model, meta: dict) -> str:

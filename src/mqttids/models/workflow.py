@@ -148,18 +148,12 @@ def train_models(spark, data, options: TrainOptions, wh=None, progress=None) -> 
     options = options.check()
     models_dir = Path(options.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    train = labelled(data.frame(spark), "train")
-    prep.check_columns(train, options.features)
-    if train.limit(1).count() == 0:
-        raise prep.NoTrainRowsError(
-            "there are no labelled train rows: load some with "
-            "`mqttids ingest SOURCE --split train --label LABEL`")
-    inputs = [f"`{schema.storage_name(n)}`" for n in options.features]
-    train = train.select(*inputs, "target", prep.LABEL_COL).persist()
+    train = train_frame(data.frame(spark), options, "there are no labelled train rows: load "
+                        "some with `mqttids ingest SOURCE --split train --label LABEL`")
     pipe_dir = bundles.staging_dir(models_dir, "pipeline")
     try:
         pm, spec = prep.fit_preprocessing(train, options.features)
-        _check_classes(spec)
+        check_classes(spec)
         _check_context(spec, options)
         pm.write().overwrite().save(str(pipe_dir))
         state = _Fitted(options, spec, pipe_dir)
@@ -179,11 +173,26 @@ def train_models(spark, data, options: TrainOptions, wh=None, progress=None) -> 
         shutil.rmtree(pipe_dir, ignore_errors=True)
 
 
+def train_frame(df, options: TrainOptions, no_rows_hint: str):
+    """The labelled train rows with just the model's inputs, persisted.
+
+    Raises MissingFeatureColumnsError when an input column is missing and
+    NoTrainRowsError (with ``no_rows_hint``) when there are no train rows.
+    """
+    train = labelled(df, "train")
+    prep.check_columns(train, options.features)
+    if not train.take(1):
+        raise prep.NoTrainRowsError(no_rows_hint)
+    inputs = [f"`{schema.storage_name(n)}`" for n in options.features]
+    return train.select(*inputs, "target", prep.LABEL_COL).persist()
+
+
 def _steps(options: TrainOptions) -> int:
     return sum(len(options.grid(m)) * options.folds + 1 for m in options.models)
 
 
-def _check_classes(spec: prep.PreprocessSpec) -> None:
+def check_classes(spec: prep.PreprocessSpec) -> None:
+    """A classifier needs at least two classes in train."""
     present = [c for c, n in spec.class_counts.items() if n]
     if len(present) < 2:
         raise UsageError(
@@ -203,29 +212,49 @@ def _check_context(spec: prep.PreprocessSpec, options: TrainOptions) -> None:
             "whose rows the decoder gives context")
 
 
-def _train_spark(state: _Fitted, pm, train, kinds, wh, progress) -> list[dict]:
-    o, spec = state.options, state.spec
-    sample = tuning.spark_sample(train, spec.class_counts, o.tune_rows, o.seed)
-    # Checkpoints cut the query plans short: the preprocessing SQL is wide, and
-    # re-planning it for every optimiser iteration costs more than the iteration.
-    cv_data = pm.transform(tuning.spark_folds(sample, o.folds, o.seed, spec.sources)) \
+def spark_frames(pm, train, spec: prep.PreprocessSpec, options: TrainOptions):
+    """(cross-validation rows with their fold, all train rows), both transformed, checkpointed.
+
+    The CV rows are a stratified sample of at most ``options.tune_rows``.
+    Checkpoints cut the query plans short: the preprocessing SQL is wide, and
+    re-planning it for every optimiser iteration costs more than the iteration.
+    """
+    sample = tuning.spark_sample(train, spec.class_counts, options.tune_rows, options.seed)
+    cv_data = pm.transform(tuning.spark_folds(sample, options.folds, options.seed,
+                                              spec.sources)) \
         .select(prep.FEATURES_COL, prep.LABEL_COL, tuning.FOLD_COL).localCheckpoint()
     full = pm.transform(train).select(prep.FEATURES_COL, prep.LABEL_COL).localCheckpoint()
+    return cv_data, full
+
+
+def tune_spark_model(kind: str, options: TrainOptions, cv_data, full, train_rows: int,
+                     advance=None):
+    """Cross-validate ``kind`` over its grid, refit the best on ``full``.
+
+    Returns (bundle name, CV rows, index of the best configuration, its
+    parameters, the fitted Spark model).
+    """
+    name = bundles.bundle_name(kind, options.feature_set, options.time_delta)
+    grid = options.grid(kind)
+    rows = tuning.cv_spark(name, kind, grid, cv_data, options.folds, options.seed, advance)
+    best = tuning.best_config(rows)
+    started = time.perf_counter()
+    model = spark_ml.fit(kind, full, grid[best], options.seed)
+    log.info("%s refitted on all %d train rows in %.1f s", name, train_rows,
+             time.perf_counter() - started)
+    return name, rows, best, grid[best], model
+
+
+def _train_spark(state: _Fitted, pm, train, kinds, wh, progress) -> list[dict]:
+    o, spec = state.options, state.spec
+    cv_data, full = spark_frames(pm, train, spec, o)
     try:
         n_tune = cv_data.count()
-        _log_sample(n_tune, spec.train_rows)
+        log_sample(n_tune, spec.train_rows)
         out = []
         for kind in kinds:
-            name = bundles.bundle_name(kind, o.feature_set, o.time_delta)
-            grid = o.grid(kind)
-            rows = tuning.cv_spark(name, kind, grid, cv_data, o.folds, o.seed,
-                                   progress.advance if progress else None)
-            best = tuning.best_config(rows)
-            params = grid[best]
-            started = time.perf_counter()
-            model = spark_ml.fit(kind, full, params, o.seed)
-            log.info("%s refitted on all %d train rows in %.1f s", name, spec.train_rows,
-                     time.perf_counter() - started)
+            name, rows, best, params, model = tune_spark_model(
+                kind, o, cv_data, full, spec.train_rows, progress.advance if progress else None)
             staging = _stage(state, name)
             model.write().overwrite().save(str(staging / bundles.MODEL_DIR))
             out.append(_finish(state, name, kind, params, rows, best, n_tune, staging, wh, {}))
@@ -245,7 +274,7 @@ def _train_torch(state: _Fitted, data, kinds, wh, progress) -> list[dict]:
     x, y = pipeline_matrix(pipe, table), labels_of(table)
     del table
     idx = tuning.stratified_sample_indices(y, o.tune_rows, o.seed)
-    _log_sample(len(idx), len(y))
+    log_sample(len(idx), len(y))
     x_tune, y_tune = (x, y) if len(idx) == len(y) else (x[idx], y[idx])
     out = []
     for kind in kinds:
@@ -273,7 +302,7 @@ def _train_torch(state: _Fitted, data, kinds, wh, progress) -> list[dict]:
     return out
 
 
-def _log_sample(n_tune: int, n_train: int) -> None:
+def log_sample(n_tune: int, n_train: int) -> None:
     if n_tune < n_train:
         log.warning("tuning on a stratified sample of %d of the %d train rows; the chosen "
                     "configuration is refitted on all of them", n_tune, n_train)
@@ -285,32 +314,45 @@ def _stage(state: _Fitted, name: str) -> Path:
     return staging
 
 
-def _finish(state: _Fitted, name, kind, params, rows, best, n_tune, staging, wh,
-            extra: dict) -> dict:
-    """Write metadata, publish the bundle, record registry and tuning rows; the summary."""
-    o, spec = state.options, state.spec
+def bundle_metadata(name: str, kind: str, options: TrainOptions, spec: prep.PreprocessSpec,
+                    params: dict, rows: list[dict], best: int, n_tune: int,
+                    extra: dict | None = None) -> dict:
+    """``metadata.json`` of a bundle (what :func:`mqttids.models.bundle.load_bundle` reads)."""
     summary = tuning.summarise(rows)
     best_summary = next(s for s in summary if s["config"] == best)
-    meta = {
+    return {
         "name": name, "kind": kind, "mqttids_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "feature_set": o.feature_set, "time_delta": o.time_delta,
-        "features": list(o.features), "labels": list(schema.LABELS),
+        "feature_set": options.feature_set, "time_delta": options.time_delta,
+        "features": list(options.features), "labels": list(schema.LABELS),
         "preprocessing": spec.to_json(), "params": params, "cv": summary,
-        "train": {"rows": spec.train_rows, "tuning_rows": n_tune, "folds": o.folds,
-                  "seed": o.seed, "class_counts": spec.class_counts,
+        "train": {"rows": spec.train_rows, "tuning_rows": n_tune, "folds": options.folds,
+                  "seed": options.seed, "class_counts": spec.class_counts,
                   "fingerprint": spec.fingerprint},
         "metrics": {"cv_macro_f1": best_summary["mean_macro_f1"]},
         "versions": bundles.versions(),
-        **extra,
+        **(extra or {}),
     }
-    bundle = bundles.publish(staging, meta, o.models_dir)
+
+
+def train_summary(meta: dict, bundle: str) -> dict:
+    """One model's entry in the ``train`` object of design.md, from its metadata."""
+    return {"name": meta["name"], "kind": meta["kind"], "features": meta["feature_set"],
+            "time_delta": meta["time_delta"], "cv": meta["cv"], "best_params": meta["params"],
+            "train_rows": meta["train"]["rows"], "tuning_rows": meta["train"]["tuning_rows"],
+            "bundle": bundle}
+
+
+def _finish(state: _Fitted, name, kind, params, rows, best, n_tune, staging, wh,
+            extra: dict) -> dict:
+    """Write metadata, publish the bundle, record registry and tuning rows; the summary."""
+    meta = bundle_metadata(name, kind, state.options, state.spec, params, rows, best, n_tune,
+                           extra)
+    bundle = bundles.publish(staging, meta, state.options.models_dir)
     if wh is not None:
         bundles.register(wh, [bundle])
         bundles.replace_rows(wh, bundles.TUNING_TABLE, tuning.tuning_table(rows), "model")
-    return {"name": name, "kind": kind, "features": o.feature_set, "time_delta": o.time_delta,
-            "cv": summary, "best_params": params, "train_rows": spec.train_rows,
-            "tuning_rows": n_tune, "bundle": str(bundle.path)}
+    return train_summary(meta, str(bundle.path))
 
 
 # -- evaluation ----------------------------------------------------------------------
