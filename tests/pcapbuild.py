@@ -265,3 +265,28 @@ def session(version: int = 4, **kw) -> Conversation:
     c.send(False, PINGRESP)
     c.send(True, DISCONNECT)
     return c.close()
+
+
+def lossy(split: bool) -> Conversation:
+    """A session whose capture lost one client segment (the kernel dropped it).
+
+    After the loss, the client sends either two whole PUBLISHes in one
+    segment and one in the next (``split`` False) or one PUBLISH split over
+    two segments, the second ending with another PUBLISH; then the broker
+    acknowledges everything and the client publishes once more.
+    """
+    c = Conversation().handshake()
+    c.send(True, connect())
+    c.send(False, connack())
+    c.send(True, publish("t1", b"a"))
+    c.seg(True, 0x18, publish("lost", b"zz"))  # sent, never captured
+    if split:
+        m = publish("t3", b"b" * 40)
+        c.send(True, m[:10])
+        c.send(True, m[10:] + publish("t5", b"d"))
+    else:
+        c.send(True, publish("t3", b"b") + publish("t4", b"c"))
+        c.send(True, publish("t5", b"d"))
+    c.send(False, b"", flags=0x10)
+    c.send(True, publish("t6", b"e"))
+    return c

@@ -430,3 +430,9 @@ def test_segments_cut_reordered_repeated_and_lost_agree(version, data):
         c.packets.append((c.t, c.seg(True, 0x18, piece, seq=base + offset)))
     per_message = data.draw(st.booleans())
     assert_decoders_agree(pb.pcap_bytes(c.packets), per_message=per_message)
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("per_message", [False, True])
+def test_a_capture_that_lost_a_segment_agrees(split, per_message):
+    assert_decoders_agree(pb.pcap_bytes(pb.lossy(split).packets), per_message=per_message)

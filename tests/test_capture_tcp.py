@@ -104,3 +104,35 @@ def test_an_oversized_length_is_cut_as_malformed_without_buffering():
 
 def test_an_unfinished_length_waits_for_more_bytes():
     assert cut_messages(b"\x30\xff") == ([], b"\x30\xff")
+
+
+def test_segments_after_one_the_capture_lost_are_decoded():
+    # Found in a recorded flood: the kernel dropped a segment, the decoder took
+    # the next one for early data waiting on a gap, then threw it away.
+    for split, msgs in ((False, [b"b", b"c", b"d", b"e"]), (True, [b"b" * 40, b"d", b"e"])):
+        got = rows(pb.lossy(split).packets, per_message=True)
+        published = [r["mqtt.msg"] for r in got if r["mqtt.msgtype"] == 3]
+        assert published == [b"a".hex()] + [m.hex() for m in msgs], split
+
+
+def test_a_lost_gap_gives_up_the_message_it_cut_and_resumes_at_the_waiting_data():
+    d = Direction()
+    d.syn(0)
+    head = pb.publish("a", b"1" * 30)
+    assert d.segment(1, head[:8]) == []  # unfinished when the next bytes are lost
+    lost = 1 + len(head) + 50  # the rest of ``head`` and 50 more bytes never arrive
+    m = pb.publish("b", b"2")
+    assert d.segment(lost, m[:3]) == []  # waits: it could be early, not lost
+    cuts = d.segment(lost + 3, m[3:] + m)  # contiguous with it: the gap was lost
+    assert [c[0] for c in cuts] == [m, m]
+    assert d.pending == b"" and not d.ahead
+
+
+def test_waiting_data_that_does_not_reach_the_segment_is_given_up():
+    d = Direction()
+    d.syn(0)
+    m = pb.publish("b", b"2")
+    assert d.segment(100, m) == []  # after a gap: waits
+    d.note(300)  # the sender announced bytes up to 300
+    assert [c[0] for c in d.segment(200, m)] == [m]  # another gap before 200
+    assert not d.ahead and d.next_seq == 200 + len(m)

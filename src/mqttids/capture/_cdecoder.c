@@ -1129,9 +1129,31 @@ static int dir_segment(Decoder *d, Dir *dir, uint32_t seq, const uint8_t *data, 
     }
     if (dir->has_next && dir->has_seen && seq != dir->next && (uint32_t)(seq - dir->next) < HALF
         && (uint32_t)(dir->seen - seq) < HALF) {
-        dir->next = seq;
+        /* Direction._give_up_gap: bytes the capture lost; waiting segments
+           that reach this one are the stream's data from their start on. */
         dir->pending.len = 0;
-        dir_clear_ahead(dir);
+        int resumed = 0;
+        if (dir->n_ahead) {
+            uint32_t first = dir->ahead[0].seq;
+            for (int i = 1; i < dir->n_ahead; i++)
+                if ((uint32_t)(dir->ahead[i].seq - dir->next) < (uint32_t)(first - dir->next))
+                    first = dir->ahead[i].seq;
+            if ((uint32_t)(seq - first) < HALF) {
+                uint32_t end = first;
+                if (dir_fill(dir, &end) < 0)
+                    return -1;
+                if ((uint32_t)(end - seq) < HALF) {
+                    dir->next = end;
+                    resumed = 1;
+                } else {
+                    dir->pending.len = 0;
+                }
+            }
+        }
+        if (!resumed) {
+            dir->next = seq;
+            dir_clear_ahead(dir);
+        }
     }
     dir_note(dir, seq + sz);
     return dir_push(d, dir, seq, data, size, v);

@@ -90,11 +90,33 @@ class Direction:
             return []
         if (nxt is not None and seen is not None and seq != nxt
                 and (seq - nxt) & _MASK < _HALF and (seen - seq) & _MASK < _HALF):
-            self.next_seq = seq  # a gap the sender had already passed: lost, not late
-            self.pending = b""
-            self.ahead.clear()
+            # A gap the sender had already passed: lost by the capture, not late.
+            self._give_up_gap(seq)
         self.note((seq + size) & _MASK)
         return self.push(seq, data, max_message)
+
+    def _give_up_gap(self, seq: int) -> None:
+        """Go on after bytes the capture lost, before a segment at ``seq``.
+
+        The unfinished message before the gap is given up. Segments that
+        waited on the gap are the stream's data from their own start on, as
+        Wireshark dissects a segment after "previous segment not captured":
+        they are taken up to ``seq`` when they reach it, so their messages
+        are cut with this segment's (found in a flood recorded by the lab,
+        where the kernel dropped packets). Waiting data that still leaves a
+        gap before ``seq`` is given up with the rest.
+        """
+        self.pending = b""
+        if self.ahead:
+            nxt = self.next_seq
+            first = min(self.ahead, key=lambda s: (s - nxt) & _MASK)
+            if (seq - first) & _MASK < _HALF:
+                buf, end = self._fill(b"", first)
+                if (end - seq) & _MASK < _HALF:  # reaches this segment
+                    self.pending, self.next_seq = buf, end
+                    return  # what still waits lies beyond ``end``
+        self.next_seq = seq
+        self.ahead.clear()
 
     def push(self, seq: int, data: bytes, max_message: int = MAX_MESSAGE) -> list[Cut]:
         """Add one segment's payload; returns the messages it completes."""
