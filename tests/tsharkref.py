@@ -7,12 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import sys
 
 import pyarrow as pa
 
 from mqttids.capture import iter_row_batches
 from mqttids.capture.extract import ARROW_SCHEMA
 from mqttids.schema import BY_NAME, FEATURE_NAMES
+
+
+# A flood's PUBLISH payload, printed as hex, is longer than the csv module's
+# default field limit of 128 KiB.
+csv.field_size_limit(sys.maxsize)
 
 
 def normalise(name: str, value):
