@@ -1145,13 +1145,12 @@ static int dir_segment(Decoder *d, Dir *dir, uint32_t seq, const uint8_t *data, 
                 if ((uint32_t)(end - seq) < HALF) {
                     dir->next = end;
                     resumed = 1;
-                } else {
-                    dir->pending.len = 0;
                 }
             }
         }
         if (!resumed) {
             dir->next = seq;
+            dir->pending.len = 0;
             dir_clear_ahead(dir);
         }
     }

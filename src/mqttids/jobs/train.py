@@ -113,7 +113,7 @@ def train_spark_models(spark, wh: JobWarehouse, options: TrainOptions,
                                "load some with the ingest-csv job (--split train)")
     try:
         pm, spec = prep.fit_preprocessing(train, options.features)
-        workflow.check_classes(spec)
+        workflow.check_classes(spec, "the ingest-csv job (--split train)")
         cv_data, full = workflow.spark_frames(pm, train, spec, options)
         try:
             n_tune = cv_data.count()

@@ -191,13 +191,14 @@ def _steps(options: TrainOptions) -> int:
     return sum(len(options.grid(m)) * options.folds + 1 for m in options.models)
 
 
-def check_classes(spec: prep.PreprocessSpec) -> None:
-    """A classifier needs at least two classes in train."""
+def check_classes(spec: prep.PreprocessSpec,
+                  how_to_add: str = "`mqttids ingest ... --split train --label L`") -> None:
+    """A classifier needs at least two classes in train; ``how_to_add`` says how to load more."""
     present = [c for c, n in spec.class_counts.items() if n]
     if len(present) < 2:
         raise UsageError(
             f"train holds only the class(es) {present}: a classifier needs at least two; "
-            "ingest more labelled captures with `mqttids ingest ... --split train --label L`")
+            f"ingest more labelled rows with {how_to_add}")
 
 
 def _check_context(spec: prep.PreprocessSpec, options: TrainOptions) -> None:
